@@ -1,0 +1,1 @@
+"""Emulated Linux MM stack with per-process page size."""

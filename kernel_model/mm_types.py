@@ -1,0 +1,136 @@
+"""The objects the MM code passes around: Folio, Vma, AddressSpace, File, Mm.
+
+Counterpart: include/linux/mm_types.h, include/linux/fs.h (struct address_space).
+Units: addresses and lengths in bytes; `pfn` in kernel-page frames; `index`/`pgoff`
+in kernel pages, as the kernel keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Protection bits (include/uapi/asm-generic/mman-common.h).
+PROT_NONE = 0x0
+PROT_READ = 0x1
+PROT_WRITE = 0x2
+PROT_EXEC = 0x4
+
+# vm_flags (include/linux/mm.h). Low bits mirror PROT_* as VM_READ/WRITE/EXEC do.
+VM_READ = 0x00000001
+VM_WRITE = 0x00000002
+VM_EXEC = 0x00000004
+VM_SHARED = 0x00000008
+VM_MAYREAD = 0x00000010
+VM_MAYWRITE = 0x00000020
+VM_MAYEXEC = 0x00000040
+VM_MAYSHARE = 0x00000080
+VM_GROWSDOWN = 0x00000100
+VM_UFFD_MISSING = 0x00000200
+VM_PFNMAP = 0x00000400
+VM_UFFD_WP = 0x00001000
+VM_LOCKED = 0x00002000
+VM_IO = 0x00004000
+VM_DONTCOPY = 0x00020000
+VM_DONTEXPAND = 0x00040000
+VM_LOCKONFAULT = 0x00080000
+VM_ACCOUNT = 0x00100000
+VM_NORESERVE = 0x00200000
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000
+VM_PAD_ANON = 0x1_00000000  # model-only: the anonymous VMA covering an EOF overhang (abi.overhang=anon_vma)
+
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+
+
+def prot_to_vm_flags(prot: int) -> int:
+    return prot & (PROT_READ | PROT_WRITE | PROT_EXEC)  # calc_vm_prot_bits() for these three
+
+
+@dataclass(eq=False)
+class Folio:
+    """A naturally aligned power-of-two run of kernel pages: 1 << order pages from `pfn`.
+
+    Invariant (include/linux/mm_types.h, struct folio): pfn % (1 << order) == 0.
+    Anonymous folios have mapping None; file folios belong to one AddressSpace at `index`
+    (in kernel pages, aligned to the folio's size).
+    """
+
+    pfn: int
+    order: int
+    anon: bool = True
+    mapping: "AddressSpace | None" = None
+    index: int = 0
+    mapcount: int = 0  # PTE/PMD mappings over all mms (folio_mapcount)
+    pincount: int = 0  # long-term GUP pins (folio_maybe_dma_pinned)
+    mlock_count: int = 0  # VM_LOCKED mappings (folio->mlock_count)
+    dirty: bool = False
+    uptodate: bool = True
+    padding: bool = False  # an anonymous folio standing in for bytes past EOF
+
+    @property
+    def nr_pages(self) -> int:
+        return 1 << self.order
+
+    def size(self, kernel_page_size: int) -> int:
+        return kernel_page_size << self.order
+
+
+@dataclass(eq=False)
+class AddressSpace:
+    """struct address_space: one file's page cache.
+
+    `folios` maps a kernel-page index to the Folio starting there; every folio is
+    naturally aligned (index % nr_pages == 0). `min_order` is mapping_min_folio_order().
+    """
+
+    host: "File"
+    min_order: int = 0
+    max_order: int = 0
+    large_folios: bool = True  # mapping_large_folio_support(): the filesystem supports them
+    folios: dict[int, Folio] = field(default_factory=dict)
+    nr_mmapped: int = 0  # mappings ever made (i_mmap is not empty once this is > 0)
+
+
+@dataclass(eq=False)
+class File:
+    path: str
+    size: int
+    large_folios: bool = True
+    mapping: AddressSpace = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.mapping is None:
+            self.mapping = AddressSpace(host=self, large_folios=self.large_folios)
+
+
+@dataclass(eq=False)
+class Vma:
+    """struct vm_area_struct: [start, end) with vm_flags; file-backed when `file` is set.
+
+    Boundaries are aligned to the owning mm's process page size. `pgoff` is the file
+    offset of `start` in kernel pages (vm_pgoff), kept for anonymous VMAs too as
+    start >> PAGE_SHIFT so that merging follows vma_merge()'s pgoff rule.
+    """
+
+    start: int
+    end: int
+    flags: int
+    file: File | None = None
+    pgoff: int = 0
+    name: str = ""
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
+    def anon(self) -> bool:
+        return self.file is None
+
+    def contains(self, addr: int) -> bool:
+        return self.start <= addr < self.end
+
+    def __repr__(self) -> str:
+        kind = f" {self.file.path}+{self.pgoff}" if self.file else ""
+        return f"Vma({self.start:#x}-{self.end:#x} {self.flags:#x}{kind}{' ' + self.name if self.name else ''})"
