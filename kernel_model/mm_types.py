@@ -67,6 +67,7 @@ class Folio:
     dirty: bool = False
     uptodate: bool = True
     padding: bool = False  # an anonymous folio standing in for bytes past EOF
+    rmap: list = field(default_factory=list)  # [(mm, addr, nr_pages)]: where it is mapped
 
     @property
     def nr_pages(self) -> int:
@@ -134,3 +135,30 @@ class Vma:
     def __repr__(self) -> str:
         kind = f" {self.file.path}+{self.pgoff}" if self.file else ""
         return f"Vma({self.start:#x}-{self.end:#x} {self.flags:#x}{kind}{' ' + self.name if self.name else ''})"
+
+
+@dataclass(eq=False)
+class Mm:
+    """struct mm_struct: one address space with its process page size.
+
+    `page_size` is the process page size (the personality's ABI page size, fixed at
+    execve); `system.kernel_page_size` is PAGE_SIZE. `pgtable` is the Linux page table in
+    the kernel geometry; `native` the arm64 native table in the process geometry, or None
+    (arch.native_pgtable=off). `vmas` is a vma.VmaTree aligned to `page_size`.
+    """
+
+    system: "object"
+    page_size: int
+    vmas: "object"
+    pgtable: "object"
+    native: "object | None" = None
+    mmap_base: int = 0
+    start_brk: int = 0
+    brk: int = 0
+    locked_vm: int = 0  # bytes of VM_LOCKED mappings
+    users: int = 1
+
+    @property
+    def order(self) -> int:
+        """The process order: the hard minimum folio order of this mm, in kernel pages."""
+        return (self.page_size // self.system.kernel_page_size).bit_length() - 1

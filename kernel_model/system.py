@@ -1,0 +1,186 @@
+"""One emulated machine: a kernel page size, physical memory, files and processes.
+
+The System owns what the kernel keeps globally: the page allocator (mem_map and the
+buddy lists), the folio of every allocated frame (pfn_folio()), the files and their page
+caches, the policy knobs of the run, and the event counters that become the metrics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .geometry import geometry
+from .mm_types import File, Folio
+from .units import parse_page_size, parse_size
+
+ANON_POLICIES = ("base", "mthp", "mthp_only")
+PAGECACHE_POLICIES = ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce")
+NATIVE_MODES = ("off", "mirror", "on_demand")
+OVERHANG_POLICIES = ("anon_fault", "sigbus", "anon_vma")
+
+# The process page sizes the proposal allows: 4K, 16K, 64K, each >= PAGE_SIZE.
+MAX_PROCESS_PAGE_SIZE = 65536
+
+
+def _choice(value, allowed, key):
+    if value not in allowed:
+        raise ValueError(f"{key}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    return value
+
+
+@dataclass
+class Policy:
+    """The knobs of one cell that the MM code consults (config names in comments)."""
+
+    anon: str = "base"  # folio.anon
+    mthp_sizes: tuple[int, ...] = (16384, 32768, 65536)  # folio.mthp_sizes, bytes
+    thp_pmd: bool = False  # folio.thp_pmd
+    pagecache: str = "fixed"  # folio.pagecache
+    readahead: int = 128 * 1024  # folio.readahead, bytes
+    contpte: bool = True  # arch.contpte
+    native_pgtable: str = "off"  # arch.native_pgtable
+    overhang: str = "anon_fault"  # abi.overhang
+
+    def __post_init__(self):
+        _choice(self.anon, ANON_POLICIES, "folio.anon")
+        _choice(self.pagecache, PAGECACHE_POLICIES, "folio.pagecache")
+        _choice(self.native_pgtable, NATIVE_MODES, "arch.native_pgtable")
+        _choice(self.overhang, OVERHANG_POLICIES, "abi.overhang")
+        for size in self.mthp_sizes:
+            if size <= 0 or size & (size - 1):
+                raise ValueError(f"folio.mthp_sizes: {size} is not a power of two")
+
+
+@dataclass
+class Stats:
+    """Event counters of a run; simulate() turns them into metrics."""
+
+    events: Counter = field(default_factory=Counter)
+    folios_by_order: Counter = field(default_factory=Counter)  # allocated anon folios, by order
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.events[name] += n
+
+
+class System:
+    def __init__(self, kernel_page_size="4K", memory_size="8G", *, va_bits: int = 48,
+                 fragmentation: float = 0.0, seed: int = 0, policy: Policy | None = None, **knobs):
+        from .page_alloc import MAX_ORDER_FOR, PageAllocator
+
+        self.kernel_page_size = parse_page_size(kernel_page_size, what="kernel.page_size")
+        self.va_bits = va_bits
+        self.kgeom = geometry(self.kernel_page_size, va_bits)
+        self.memory_size = parse_size(memory_size, what="memory.size")
+        if self.memory_size < self.kernel_page_size << MAX_ORDER_FOR[self.kernel_page_size]:
+            raise ValueError(f"memory.size: {memory_size!r} is smaller than one max-order block")
+        if not 0.0 <= float(fragmentation) <= 1.0:
+            raise ValueError(f"memory.fragmentation: {fragmentation!r} is out of range 0.0..1.0")
+        self.policy = policy if policy is not None else Policy(**knobs)
+        self.seed = seed
+        self.max_order = MAX_ORDER_FOR[self.kernel_page_size]
+        self.page_alloc = PageAllocator(self.memory_size // self.kernel_page_size, max_order=self.max_order,
+                                        fragmentation=float(fragmentation), seed=seed)
+        self.page_alloc.set_migrate_hook(self._folio_migrated)
+        self.stats = Stats()
+        self.folios: dict[int, Folio] = {}  # head pfn -> folio (pfn_folio() for heads)
+        self.files: dict[str, File] = {}
+        self.processes: dict = {}
+        self._next_pid = 1
+
+    # -- configuration ----------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: dict) -> "System":
+        """Build from a resolved config dict (the DESIGN.md config contract)."""
+        folio = cfg.get("folio", {})
+        arch = cfg.get("arch", {})
+        policy = Policy(
+            anon=folio.get("anon", "base"),
+            mthp_sizes=tuple(parse_size(s, what="folio.mthp_sizes") for s in folio.get("mthp_sizes", ["16K", "32K", "64K"])),
+            thp_pmd=bool(folio.get("thp_pmd", False)),
+            pagecache=folio.get("pagecache", "fixed"),
+            readahead=parse_size(folio.get("readahead", "128K"), what="folio.readahead"),
+            contpte=bool(arch.get("contpte", True)),
+            native_pgtable=arch.get("native_pgtable", "off"),
+            overhang=cfg.get("abi", {}).get("overhang", "anon_fault"),
+        )
+        kernel = cfg.get("kernel", {})
+        memory = cfg.get("memory", {})
+        return cls(kernel.get("page_size", "4K"), memory.get("size", "8G"), va_bits=int(kernel.get("va_bits", 48)),
+                   fragmentation=float(memory.get("fragmentation", 0.0)), seed=int(cfg.get("seed", 0)),
+                   policy=policy)
+
+    def process_page_size(self, value) -> int:
+        """Resolve process.page_size ("kernel", "16K", ...) against this kernel; refuse below PAGE_SIZE."""
+        if value in (None, "kernel"):
+            return self.kernel_page_size
+        size = parse_page_size(value, what="process.page_size")
+        if size < self.kernel_page_size:
+            raise ValueError(f"process.page_size: {value!r} is below the kernel page size "
+                             f"{self.kernel_page_size // 1024}K; a process page size must be >= the kernel's")
+        return size
+
+    @property
+    def max_process_order(self) -> int:
+        """Order of the largest process page size allowed on this system (always_max policy)."""
+        return (MAX_PROCESS_PAGE_SIZE // self.kernel_page_size).bit_length() - 1
+
+    # -- processes and files ----------------------------------------------------
+    def alloc_pid(self) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        return pid
+
+    def execve(self, page_size="kernel", path: str | None = None):
+        """A new process running with the personality page size `page_size`."""
+        from .process import Process
+
+        return Process.spawn(self, page_size=page_size, path=path)
+
+    def create_file(self, path: str, size: int, *, large_folios: bool = True) -> File:
+        if size < 0:
+            raise ValueError(f"create_file: size must be >= 0, got {size}")
+        f = File(path=path, size=int(size), large_folios=large_folios)
+        from .filemap import mapping_init
+
+        mapping_init(self, f.mapping)
+        self.files[path] = f
+        return f
+
+    # -- folios -------------------------------------------------------------------
+    def folio_alloc(self, order: int, *, anon: bool = True, movable: bool = True) -> Folio | None:
+        """Allocate a folio of `order` kernel pages, or None (counted by the allocator)."""
+        pfn = self.page_alloc.alloc(order, movable=movable)
+        if pfn is None:
+            return None
+        folio = Folio(pfn=pfn, order=order, anon=anon)
+        self.folios[pfn] = folio
+        return folio
+
+    def folio_free(self, folio: Folio) -> None:
+        del self.folios[folio.pfn]
+        self.page_alloc.free(folio.pfn, folio.order)
+
+    def _folio_migrated(self, old_pfn: int, new_pfn: int, order: int) -> None:
+        """Compaction moved a movable allocation: move the folio and its PTEs (remove_migration_ptes)."""
+        folio = self.folios.pop(old_pfn, None)
+        if folio is None:  # a page table or other movable kernel allocation without a folio
+            return
+        folio.pfn = new_pfn
+        self.folios[new_pfn] = folio
+        from .memory import folio_remap
+
+        folio_remap(folio, old_pfn)
+
+    def table_alloc(self, nbytes: int) -> int:
+        """Physical address for a new page-table page of `nbytes` (pagetable_alloc())."""
+        order = max(0, (max(nbytes, self.kernel_page_size) // self.kernel_page_size - 1).bit_length())
+        pfn = self.page_alloc.alloc(order, movable=False)
+        if pfn is None:
+            raise MemoryError(f"out of memory allocating a {nbytes}-byte page table "
+                              f"(memory.size={self.memory_size})")
+        return pfn * self.kernel_page_size
+
+    def table_free(self, phys: int, nbytes: int) -> None:
+        order = max(0, (max(nbytes, self.kernel_page_size) // self.kernel_page_size - 1).bit_length())
+        self.page_alloc.free(phys // self.kernel_page_size, order)
