@@ -1,0 +1,305 @@
+"""userfaultfd in process pages: register, missing-fault events, UFFDIO_COPY / UFFDIO_ZEROPAGE.
+
+Counterparts: fs/userfaultfd.c (userfaultfd_register(), handle_userfault(),
+userfaultfd_copy(), userfaultfd_zeropage(), validate_range()), mm/userfaultfd.c
+(mfill_atomic(), mfill_atomic_pte_copy(), mfill_atomic_pte_zeroed_folio()),
+include/uapi/linux/userfaultfd.h, tools/testing/selftests/mm/uffd-unit-tests.c.
+
+The thread (Kalesh Singh / Dev Jain): "userfaultfd ... inherently operates at the strict
+PTE granularity of the underlying kernel (4KB) ... We will have to fault in 16 4K pages."
+Here every range, fault address and fill is in PROCESS pages: a fault is reported with
+its address masked to the process page, and one UFFDIO_COPY of a 64K process page on a
+4K kernel installs 16 kernel PTEs (counted in system.stats "uffd_kernel_pages_installed").
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .mm_types import VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
+
+# include/uapi/linux/userfaultfd.h
+UFFD_API = 0xAA
+UFFDIO_REGISTER_MODE_MISSING = 1 << 0
+UFFDIO_REGISTER_MODE_WP = 1 << 1
+UFFDIO_REGISTER_MODE_MINOR = 1 << 2
+UFFDIO_COPY_MODE_DONTWAKE = 1 << 0
+UFFDIO_COPY_MODE_WP = 1 << 1
+UFFDIO_ZEROPAGE_MODE_DONTWAKE = 1 << 0
+UFFD_EVENT_PAGEFAULT = 0x12
+UFFD_PAGEFAULT_FLAG_WRITE = 1 << 0
+# _UFFDIO_* ioctl numbers, reported back in uffdio_register.ioctls (UFFD_API_RANGE_IOCTLS).
+_UFFDIO_WAKE = 0x02
+_UFFDIO_COPY = 0x03
+_UFFDIO_ZEROPAGE = 0x04
+_UFFDIO_WRITEPROTECT = 0x06
+_UFFDIO_CONTINUE = 0x07
+_UFFDIO_POISON = 0x08
+UFFD_API_RANGE_IOCTLS_BASIC = (1 << _UFFDIO_WAKE) | (1 << _UFFDIO_COPY) | (1 << _UFFDIO_ZEROPAGE)
+
+# What the blocked faulting thread sees until the range is filled (handle_userfault()
+# returns VM_FAULT_RETRY after the thread is woken). include/linux/mm_types.h value.
+VM_FAULT_RETRY = 0x000400
+
+STAT_INSTALLED = "uffd_kernel_pages_installed"
+STAT_FAULTS = "uffd_faults"
+
+
+@dataclass(frozen=True)
+class UffdMsg:
+    """struct uffd_msg for UFFD_EVENT_PAGEFAULT: the address is masked to the process page."""
+
+    event: int
+    address: int
+    flags: int
+
+
+@dataclass(eq=False)
+class UserfaultfdCtx:
+    """struct userfaultfd_ctx: the registered ranges of one mm and the pending fault queue."""
+
+    mm: object
+    ranges: list = field(default_factory=list)  # [(start, end, mode)] registered, disjoint
+    pending: deque = field(default_factory=deque)  # UffdMsg not yet read
+    waiting: set = field(default_factory=set)  # process-page addresses with a blocked thread
+    last_copy: int = 0  # uffdio_copy.copy / uffdio_zeropage.zeropage of the last call
+    last_ioctls: int = 0  # uffdio_register.ioctls of the last register
+
+    def covering(self, addr: int):
+        for start, end, mode in self.ranges:
+            if start <= addr < end:
+                return mode
+        return 0
+
+
+def _mm_ctxs(mm) -> list:
+    """The userfaultfd contexts registered on `mm` (vma->vm_userfaultfd_ctx, kept per mm)."""
+    ctxs = mm.__dict__.get("uffd_ctxs")
+    if ctxs is None:
+        ctxs = mm.__dict__["uffd_ctxs"] = []
+    return ctxs
+
+
+def handle_userfault(mm, addr: int, write: bool) -> int:
+    """The fault path's call for a missing page in a VM_UFFD_MISSING vma (fs/userfaultfd.c).
+
+    Queues one UFFD_EVENT_PAGEFAULT whose address is `addr` masked to the process page
+    (the kernel masks to PAGE_SIZE unless UFFD_FEATURE_EXACT_ADDRESS; here the page is the
+    process page), and returns VM_FAULT_RETRY: the thread is blocked until UFFDIO_COPY /
+    ZEROPAGE fills the page and wakes it. A second fault on a page whose thread is already
+    waiting queues no new message (the selftests read one message per blocked page).
+    No context covering `addr` -> VM_FAULT_SIGBUS, as handle_userfault() does when the ctx
+    is gone (the "ret = VM_FAULT_SIGBUS" default).
+    """
+    page = addr & ~(mm.page_size - 1)
+    for ctx in _mm_ctxs(mm):
+        if ctx.covering(addr) & UFFDIO_REGISTER_MODE_MISSING:
+            if page not in ctx.waiting:
+                ctx.waiting.add(page)
+                flags = UFFD_PAGEFAULT_FLAG_WRITE if write else 0
+                ctx.pending.append(UffdMsg(UFFD_EVENT_PAGEFAULT, page, flags))
+                mm.system.stats.count(STAT_FAULTS)
+            return VM_FAULT_RETRY
+    from .memory import VM_FAULT_SIGBUS
+
+    return VM_FAULT_SIGBUS
+
+
+class UserfaultfdOps:
+    """The userfaultfd syscalls of a Process (mixed into process.Process).
+
+    Needs `self.system`, `self.mm` (with `vmas`: vma.VmaTree and `pgtable`:
+    pgtable.PageTable) and `self.page_size`. File descriptors live in `self.fdtable`
+    (fd -> open object), the table abi.Syscalls.open() fills too.
+    """
+
+    # -- fd table -----------------------------------------------------------------
+    def _fd_install(self, obj) -> int:
+        table = self.__dict__.setdefault("fdtable", {})
+        fd = 3  # 0..2 are stdio (get_unused_fd_flags() returns the lowest free one)
+        while fd in table:
+            fd += 1
+        table[fd] = obj
+        return fd
+
+    def _uffd_ctx(self, fd):
+        obj = self.__dict__.get("fdtable", {}).get(fd)
+        return obj if isinstance(obj, UserfaultfdCtx) else None
+
+    # -- syscalls -----------------------------------------------------------------
+    def userfaultfd(self, flags: int = 0) -> int:
+        """userfaultfd(2) + UFFDIO_API: a new context on this mm; returns the fd."""
+        ctx = UserfaultfdCtx(mm=self.mm)
+        return self._fd_install(ctx)
+
+    def uffd_ctx(self, fd) -> UserfaultfdCtx | None:
+        """The context behind `fd` (to read uffdio_copy.copy as ctx.last_copy)."""
+        return self._uffd_ctx(fd)
+
+    def _uffd_validate_range(self, start: int, length: int) -> int:
+        """fs/userfaultfd.c validate_range(), in process pages: 0 or -EINVAL."""
+        ps = self.page_size
+        if start % ps or length % ps or length == 0:
+            return -errno.EINVAL
+        if start < 0 or start + length > (1 << self.system.va_bits):
+            return -errno.EINVAL
+        return 0
+
+    def uffdio_register(self, fd, start: int, length: int, mode: int = UFFDIO_REGISTER_MODE_MISSING) -> int:
+        """UFFDIO_REGISTER: mark [start, start+length) VM_UFFD_MISSING; 0 or -errno.
+
+        fs/userfaultfd.c userfaultfd_register(): unknown or empty mode -> -EINVAL; range
+        not aligned to the (process) page or empty -> -EINVAL (validate_range()); the range
+        must lie in VMAs with no hole ("vma_can_userfault" / the hole check, -EINVAL); a
+        MISSING range must be anonymous or shared memory (vma_can_userfault(): file-backed
+        private mappings of a regular file are refused, -EINVAL); a VMA already registered
+        with another context -> -EBUSY. VMAs are split at the range edges.
+        """
+        ctx = self._uffd_ctx(fd)
+        if ctx is None:
+            return -errno.EBADF
+        if not mode or mode & ~(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MINOR):
+            return -errno.EINVAL
+        if mode & ~UFFDIO_REGISTER_MODE_MISSING:
+            # uffd-wp and minor faults need pte markers / a page cache the model lacks.
+            return -errno.EINVAL
+        ret = self._uffd_validate_range(start, length)
+        if ret:
+            return ret
+        end = start + length
+        vmas = self.mm.vmas.find_intersection(start, end)
+        if not vmas:
+            return -errno.EINVAL
+        cursor = start
+        for vma in vmas:
+            if vma.start > cursor:  # a hole in the range
+                return -errno.EINVAL
+            if vma.file is not None and not vma.flags & VM_SHARED:
+                return -errno.EINVAL
+            cursor = max(cursor, vma.end)
+        if cursor < end:
+            return -errno.EINVAL
+        for other in _mm_ctxs(self.mm):
+            if other is not ctx and any(s < end and start < e for s, e, _ in other.ranges):
+                return -errno.EBUSY
+        self.mm.vmas.set_flags(start, end, VM_UFFD_MISSING, 0)
+        ctx.ranges = [(s, e, m) for s, e, m in ctx.ranges if e <= start or s >= end] + [(start, end, mode)]
+        ctx.ranges.sort()
+        if ctx not in _mm_ctxs(self.mm):
+            _mm_ctxs(self.mm).append(ctx)
+        ctx.last_ioctls = UFFD_API_RANGE_IOCTLS_BASIC
+        return 0
+
+    def uffdio_unregister(self, fd, start: int, length: int) -> int:
+        """UFFDIO_UNREGISTER: clear VM_UFFD_MISSING over the range; 0 or -errno."""
+        ctx = self._uffd_ctx(fd)
+        if ctx is None:
+            return -errno.EBADF
+        ret = self._uffd_validate_range(start, length)
+        if ret:
+            return ret
+        end = start + length
+        self.mm.vmas.set_flags(start, end, 0, VM_UFFD_MISSING | VM_UFFD_WP)
+        kept = []
+        for s, e, m in ctx.ranges:
+            if s < start:
+                kept.append((s, min(e, start), m))
+            if e > end:
+                kept.append((max(s, end), e, m))
+        ctx.ranges = kept
+        return 0
+
+    def uffd_read(self, fd):
+        """read(2) on the uffd: the pending messages, oldest first (empty list: -EAGAIN in O_NONBLOCK)."""
+        ctx = self._uffd_ctx(fd)
+        if ctx is None:
+            return -errno.EBADF
+        msgs = list(ctx.pending)
+        ctx.pending.clear()
+        return msgs
+
+    def _uffd_fill(self, ctx, dst: int, length: int, what: str) -> int:
+        """mfill_atomic(): fill process pages one at a time; returns bytes filled or -errno."""
+        mm = self.mm
+        system = self.system
+        ps = self.page_size
+        kps = system.kernel_page_size
+        nr = ps // kps
+        end = dst + length
+        vmas = mm.vmas.find_intersection(dst, end)
+        # mfill_atomic(): the whole range must be in one registered vma ("dst_vma" checks,
+        # -ENOENT when the vma is gone or not registered).
+        if len(vmas) != 1 or vmas[0].start > dst or vmas[0].end < end or not vmas[0].flags & VM_UFFD_MISSING:
+            return -errno.ENOENT
+        vma = vmas[0]
+        pages = dst + np.arange(length // ps, dtype=np.int64) * ps
+        kaddrs = (pages[:, None] + np.arange(nr, dtype=np.int64)[None, :] * kps).ravel()
+        mapped = np.asarray(mm.pgtable.lookup(kaddrs).present, dtype=bool).reshape(len(pages), nr).any(axis=1)
+        copied = 0
+        prot = vma.flags & 0x7
+        for i, page in enumerate(pages.tolist()):  # one folio per process page, sequential
+            if mapped[i]:
+                # mfill_atomic_pte_copy(): the PTE is not none -> -EEXIST (mfill_atomic_install_pte()).
+                return copied if copied else -errno.EEXIST
+            folio = system.folio_alloc(mm.order, anon=True)
+            if folio is None:
+                return copied if copied else -errno.ENOMEM
+            mm.pgtable.set_ptes(page, folio.pfn, nr, prot, folio_pfn=folio.pfn, folio_nr=nr)
+            folio.mapcount += nr
+            folio.rmap.append((mm, page, nr))
+            system.stats.count(STAT_INSTALLED, nr)
+            system.stats.count(f"uffd_{what}_pages", 1)
+            ctx.waiting.discard(page)
+            copied += ps
+        return copied
+
+    def _uffd_ioctl_fill(self, fd, dst, length, mode, allowed_modes, what) -> int:
+        ctx = self._uffd_ctx(fd)
+        if ctx is None:
+            return -errno.EBADF
+        ctx.last_copy = 0
+        if mode & ~allowed_modes:
+            return -errno.EINVAL
+        ret = self._uffd_validate_range(dst, length)
+        if ret:
+            return ret
+        done = self._uffd_fill(ctx, dst, length, what)
+        ctx.last_copy = done
+        if done < 0:
+            return done
+        # userfaultfd_copy(): ret = range.len == uffdio_copy.len ? 0 : -EAGAIN
+        return 0 if done == length else -errno.EAGAIN
+
+    def uffdio_copy(self, fd, dst: int, src, length: int, mode: int = 0) -> int:
+        """UFFDIO_COPY: fill [dst, dst+length) from `src`; 0, -EAGAIN (partial) or -errno.
+
+        `src` is the source: bytes (at least `length` of them, else -EFAULT as a short
+        copy_from_user) or a source address in this process aligned to the process page
+        (mfill_atomic(): src_start & ~PAGE_MASK -> -EINVAL). The copied byte count is
+        ctx.last_copy (uffdio_copy.copy).
+        """
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            if len(src) < length:
+                return -errno.EFAULT
+        elif isinstance(src, (int, np.integer)):
+            if src % self.page_size or src + length <= src:
+                return -errno.EINVAL
+            if dst < src + length and src < dst + length:  # userfaultfd_copy(): overlapping
+                return -errno.EINVAL
+        else:
+            raise TypeError(f"uffdio_copy: src must be bytes or an address, got {type(src).__name__}")
+        return self._uffd_ioctl_fill(fd, dst, length, mode,
+                                     UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP, "copy")
+
+    def uffdio_zeropage(self, fd, start: int, length: int, mode: int = 0) -> int:
+        """UFFDIO_ZEROPAGE: fill [start, start+length) with zeroes; 0, -EAGAIN or -errno.
+
+        A process page is larger than the one zero page of PAGE_SIZE, so each process page
+        gets a zeroed anonymous folio (the path mfill_atomic_pte_zeropage() takes when
+        mm_forbids_zeropage(): mfill_atomic_pte_zeroed_folio()).
+        """
+        return self._uffd_ioctl_fill(fd, start, length, mode, UFFDIO_ZEROPAGE_MODE_DONTWAKE, "zeropage")
