@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .geometry import geometry
 from .mm_types import File, Folio
 from .units import parse_page_size, parse_size
@@ -41,6 +43,7 @@ class Policy:
     contpte: bool = True  # arch.contpte
     native_pgtable: str = "off"  # arch.native_pgtable
     overhang: str = "anon_fault"  # abi.overhang
+    zero_page: bool = True  # folio.zero_page: read faults on private anon map the shared zero page
 
     def __post_init__(self):
         _choice(self.anon, ANON_POLICIES, "folio.anon")
@@ -84,6 +87,15 @@ class System:
         self.page_alloc.set_migrate_hook(self._folio_migrated)
         self.stats = Stats()
         self.folios: dict[int, Folio] = {}  # head pfn -> folio (pfn_folio() for heads)
+        # mem_map's folio links: the head pfn of the folio holding each frame, -1 when none.
+        self.mem_map_head = np.full(self.memory_size // self.kernel_page_size, -1,
+                                    dtype=np.int32 if self.memory_size // self.kernel_page_size < 2**31 else np.int64)
+        self.anon_bytes = 0
+        self.padding_bytes = 0
+        self.zero_folio: Folio | None = None
+        if self.policy.zero_page:
+            # ZERO_PAGE, sized to the largest process page so any process maps a whole page of zeroes.
+            self.zero_folio = self.folio_alloc(self.max_process_order, anon=True, movable=False)
         self.files: dict[str, File] = {}
         self.processes: dict = {}
         self._next_pid = 1
@@ -103,6 +115,7 @@ class System:
             contpte=bool(arch.get("contpte", True)),
             native_pgtable=arch.get("native_pgtable", "off"),
             overhang=cfg.get("abi", {}).get("overhang", "anon_fault"),
+            zero_page=bool(folio.get("zero_page", True)),
         )
         kernel = cfg.get("kernel", {})
         memory = cfg.get("memory", {})
@@ -155,11 +168,51 @@ class System:
             return None
         folio = Folio(pfn=pfn, order=order, anon=anon)
         self.folios[pfn] = folio
+        self.mem_map_head[pfn:pfn + folio.nr_pages] = pfn
         return folio
 
     def folio_free(self, folio: Folio) -> None:
         del self.folios[folio.pfn]
+        self.mem_map_head[folio.pfn:folio.pfn + folio.nr_pages] = -1
         self.page_alloc.free(folio.pfn, folio.order)
+
+    def anon_folio_alloc(self, order: int, *, padding: bool = False) -> Folio | None:
+        """An anonymous folio for a fault; reclaims page cache once when memory is short."""
+        folio = self.folio_alloc(order, anon=True)
+        if folio is None:
+            from .filemap import shrink
+
+            if shrink(self, 1 << order):
+                folio = self.folio_alloc(order, anon=True)
+        if folio is None:
+            return None
+        size = self.kernel_page_size << order
+        if padding:
+            folio.padding = True
+            self.padding_bytes += size
+        else:
+            self.anon_bytes += size
+            self.stats.folios_by_order[order] += 1
+        return folio
+
+    def anon_folio_free(self, folio: Folio) -> None:
+        size = folio.size(self.kernel_page_size)
+        if folio.padding:
+            self.padding_bytes -= size
+        else:
+            self.anon_bytes -= size
+        self.folio_free(folio)
+
+    def pfn_folio(self, pfn: int) -> Folio | None:
+        """pfn_folio(): the folio holding frame pfn, or None."""
+        head = int(self.mem_map_head[pfn])
+        return self.folios.get(head) if head >= 0 else None
+
+    def folio_heads(self, pfns: np.ndarray) -> np.ndarray:
+        """Vectorised pfn -> head pfn (-1 where no folio), in the order given, deduplicated
+        only by the caller."""
+        heads = self.mem_map_head[np.asarray(pfns, dtype=np.int64)].astype(np.int64)
+        return heads
 
     def _folio_migrated(self, old_pfn: int, new_pfn: int, order: int) -> None:
         """Compaction moved a movable allocation: move the folio and its PTEs (remove_migration_ptes)."""
@@ -168,6 +221,8 @@ class System:
             return
         folio.pfn = new_pfn
         self.folios[new_pfn] = folio
+        self.mem_map_head[old_pfn:old_pfn + folio.nr_pages] = -1
+        self.mem_map_head[new_pfn:new_pfn + folio.nr_pages] = new_pfn
         from .memory import folio_remap
 
         folio_remap(folio, old_pfn)

@@ -1,0 +1,563 @@
+"""The fault path and the PTE-level operations on an mm.
+
+Counterpart: mm/memory.c (handle_mm_fault, do_anonymous_page, do_fault, do_wp_page,
+zap_page_range_single, copy_page_range), mm/mremap.c (move_page_tables), mm/mprotect.c
+(change_protection), kernel/fork.c (dup_mmap), mm/mmap.c (exit_mmap).
+
+Per-process page size (the thread, Dev 2026-02-17): every mapping an mm gets is a whole
+number of naturally aligned process pages, each backed by folios of at least the process
+order, so every Linux page-table operation covers >= page_size/PAGE_SIZE PTEs.
+
+Units: addresses in bytes; a "process page" is mm.page_size bytes; pfn in kernel frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import huge_memory
+from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_PAD_ANON, VM_READ,
+                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, Mm, Vma)
+
+# include/linux/mm_types.h: enum vm_fault_reason
+VM_FAULT_OOM = 0x000001
+VM_FAULT_SIGBUS = 0x000002
+VM_FAULT_SIGSEGV = 0x000040
+VM_FAULT_RETRY = 0x000400
+VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
+
+# Below the mmap area: TASK_SIZE less the 128M minimum stack gap (mm/util.c mmap_base(), MIN_GAP).
+MIN_GAP = 128 << 20
+
+
+class OutOfMemory(MemoryError):
+    """The allocator could not provide a folio the fault may not fall back from (the OOM killer's case)."""
+
+
+def vma_prot(vma: Vma) -> int:
+    return vma.flags & (PROT_READ | PROT_WRITE | PROT_EXEC)
+
+
+def _pte_prot(vma: Vma, writable: bool) -> int:
+    prot = vma_prot(vma)
+    return prot if writable else prot & ~PROT_WRITE
+
+
+# -- mm lifetime ------------------------------------------------------------------
+
+def mm_alloc(system, page_size: int) -> Mm:
+    """mm_alloc() + the arch context: a Linux table in the kernel geometry and, when the
+    process page is larger than the kernel's and arch.native_pgtable is not off, the
+    native table in the process geometry."""
+    from .geometry import geometry
+    from .pgtable import PageTable
+    from .vma import VmaTree
+
+    policy = system.policy
+    pgtable = PageTable(system.kgeom, table_alloc=system.table_alloc, table_free=system.table_free,
+                        contpte=policy.contpte)
+    native = None
+    if policy.native_pgtable != "off" and page_size > system.kernel_page_size:
+        from .arch.arm64.native import NativePageTable
+
+        native = NativePageTable(pgtable, geometry(page_size, system.va_bits), mode=policy.native_pgtable,
+                                 table_alloc=system.table_alloc, table_free=system.table_free,
+                                 contpte=policy.contpte)
+    task_size = 1 << system.va_bits
+    mm = Mm(system=system, page_size=page_size, vmas=VmaTree(page_size), pgtable=pgtable, native=native)
+    mm.mmap_base = (task_size - MIN_GAP) & ~(page_size - 1)
+    # arm64 ELF_ET_DYN_BASE is 2/3 of TASK_SIZE (arch/arm64/include/asm/elf.h); brk follows the image.
+    mm.start_brk = mm.brk = ((task_size // 3) * 2) & ~(page_size - 1)
+    return mm
+
+
+def exit_mmap(mm: Mm) -> None:
+    """exit_mmap(): unmap everything and free the page tables."""
+    for vma in list(mm.vmas.vmas):
+        zap_range(mm, vma.start, vma.end)
+    mm.vmas.unmap(0, 1 << mm.system.va_bits)
+    mm.pgtable.free_empty_tables()
+    if mm.native is not None:
+        mm.native.free_empty_tables()
+
+
+# -- folio <-> mm bookkeeping (the rmap) -----------------------------------------------
+
+def _map_folio_range(mm: Mm, vma: Vma, addr: int, folio: Folio, first: int, nr: int, writable: bool) -> None:
+    """Map kernel pages [first, first+nr) of folio at addr: set_ptes() + folio_add_*_rmap_ptes()."""
+    prot = _pte_prot(vma, writable)
+    mm.pgtable.set_ptes(addr, folio.pfn + first, nr, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+    if folio is mm.system.zero_folio:
+        return  # the zero page is not rmapped (vm_normal_page() returns NULL for it)
+    folio.rmap.append((mm, addr, first, nr))
+    folio.mapcount += nr
+    if vma.flags & VM_LOCKED:
+        folio.mlock_count += 1
+
+
+def _unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
+    """Drop folio's rmap entries of mm inside [start, end); returns the pages unmapped."""
+    kps = mm.system.kernel_page_size
+    kept, dropped = [], 0
+    for entry in folio.rmap:
+        emm, addr, first, nr = entry
+        eend = addr + nr * kps
+        if emm is not mm or eend <= start or addr >= end:
+            kept.append(entry)
+            continue
+        lo, hi = max(addr, start), min(eend, end)
+        if lo > addr:
+            kept.append((emm, addr, first, (lo - addr) // kps))
+        if hi < eend:
+            kept.append((emm, hi, first + (hi - addr) // kps, (eend - hi) // kps))
+        dropped += (hi - lo) // kps
+    folio.rmap = kept
+    folio.mapcount -= dropped
+    return dropped
+
+
+def folio_put_if_unused(system, folio: Folio) -> None:
+    """Free an anonymous folio nobody maps or pins any more (folio_put() reaching zero)."""
+    if folio.anon and folio.mapcount == 0 and folio.pincount == 0 and folio.pfn in system.folios:
+        system.anon_folio_free(folio)
+
+
+def folio_unmap_all(folio: Folio) -> None:
+    """try_to_unmap(): remove every mapping of folio from every mm."""
+    for mm, addr, first, nr in list(folio.rmap):
+        kps = mm.system.kernel_page_size
+        mm.pgtable.clear_ptes(addr, nr)
+        _unmap_folio_range(mm, folio, addr, addr + nr * kps)
+
+
+def folio_remap(folio: Folio, old_pfn: int) -> None:
+    """remove_migration_ptes(): after compaction moved folio from old_pfn, point its PTEs at the new frames."""
+    for mm, addr, first, nr in folio.rmap:
+        look = mm.pgtable.lookup(np.array([addr], dtype=np.int64))
+        prot = int(look.prot[0])
+        mm.pgtable.clear_ptes(addr, nr)
+        mm.pgtable.set_ptes(addr, folio.pfn + first, nr, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+
+
+# -- faults ---------------------------------------------------------------------------
+
+def _present(mm: Mm, addr: int) -> tuple[bool, int, int]:
+    look = mm.pgtable.lookup(np.array([addr], dtype=np.int64))
+    return bool(look.present[0]), int(look.pfn[0]), int(look.prot[0])
+
+
+def handle_mm_fault(mm: Mm, addr: int, write: bool) -> int:
+    """The access path (arch/arm64/mm/fault.c do_page_fault -> handle_mm_fault).
+
+    Returns 0 when the access can complete, else a VM_FAULT_* code.
+    """
+    vma = mm.vmas.find(addr)
+    if vma is None:
+        return VM_FAULT_SIGSEGV
+    # arch/arm64/mm/fault.c: access_error-style VMA permission check (vm_flags vs the access).
+    if write and not vma.flags & VM_WRITE:
+        return VM_FAULT_SIGSEGV
+    if not write and not vma.flags & VM_READ:
+        return VM_FAULT_SIGSEGV
+    present, pfn, prot = _present(mm, addr)
+    if present:
+        if not write or prot & PROT_WRITE:
+            return 0  # spurious: another fault already mapped it
+        return do_wp_page(mm, vma, addr, pfn)
+    if vma.flags & VM_UFFD_MISSING and vma.anon:
+        from .userfaultfd import handle_userfault
+
+        return handle_userfault(mm, vma, addr, write)
+    if vma.anon:
+        return do_anonymous_page(mm, vma, addr, write)
+    return do_fault(mm, vma, addr, write)
+
+
+def _proc_page(mm: Mm, addr: int) -> int:
+    return addr & ~(mm.page_size - 1)
+
+
+def _alloc_anon(mm: Mm, vma: Vma, addr: int) -> Folio | None:
+    """alloc_anon_folio(): the highest allowed order whose PTE range is empty and that can be allocated."""
+    system = mm.system
+    kps = system.kernel_page_size
+    orders, may_fall_back = huge_memory.anon_fault_orders(mm, vma, addr)
+    for i, order in enumerate(orders):
+        size = kps << order
+        start = addr & ~(size - 1)
+        if order > mm.order and _range_populated(mm, start, size):
+            continue  # pte_range_none() failed for this order
+        folio = system.anon_folio_alloc(order)
+        if folio is not None:
+            if i:
+                system.stats.count("anon_fault_fallback")
+            return folio
+    if not may_fall_back:
+        raise OutOfMemory(f"folio.anon=mthp_only: no {kps << orders[-1]}-byte folio for a fault at {addr:#x}")
+    raise OutOfMemory(f"no folio of the process order {mm.order} for a fault at {addr:#x} "
+                      f"(memory.size={system.memory_size})")
+
+
+def _range_populated(mm: Mm, start: int, size: int) -> bool:
+    kps = mm.system.kernel_page_size
+    addrs = np.arange(start, start + size, kps, dtype=np.int64)
+    return bool(mm.pgtable.lookup(addrs).present.any())
+
+
+def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
+    """mm/memory.c do_anonymous_page(): a read fault maps the zero page (when allowed),
+    a write fault allocates a folio of the chosen order (never below the process order)."""
+    system = mm.system
+    kps = system.kernel_page_size
+    if vma.flags & VM_PAD_ANON:
+        return _pad_fault(mm, vma, addr)
+    if not write and not vma.flags & VM_SHARED and system.zero_folio is not None:
+        # The zero page for a whole process page: read-only, shared, never counted as anon.
+        start = _proc_page(mm, addr)
+        zf = system.zero_folio
+        _map_folio_range(mm, vma, start, zf, 0, mm.page_size // kps, writable=False)
+        system.stats.count("faults")
+        system.stats.count("zero_page_faults")
+        return 0
+    folio = _alloc_anon(mm, vma, addr)
+    size = folio.size(kps)
+    start = addr & ~(size - 1)
+    if folio.order == huge_memory.pmd_order(mm) and folio.order > mm.order:
+        mm.pgtable.set_pmd(start, folio.pfn, vma_prot(vma))
+        folio.rmap.append((mm, start, 0, folio.nr_pages))
+        folio.mapcount += folio.nr_pages
+        system.stats.count("thp_pmd_faults")
+    else:
+        _map_folio_range(mm, vma, start, folio, 0, folio.nr_pages, writable=True)
+    system.stats.count("faults")
+    return 0
+
+
+def _pad_fault(mm: Mm, vma: Vma, addr: int) -> int:
+    """A fault in the anonymous VMA that covers a file's EOF overhang (abi.overhang=anon_vma):
+    kernel pages of anonymous memory, as the padding VMA is smaller than a process page."""
+    system = mm.system
+    kps = system.kernel_page_size
+    start = addr & ~(kps - 1)
+    folio = system.anon_folio_alloc(0, padding=True)
+    if folio is None:
+        raise OutOfMemory(f"no page for the EOF padding VMA at {addr:#x}")
+    _map_folio_range(mm, vma, start, folio, 0, 1, writable=True)
+    system.stats.count("faults")
+    return 0
+
+
+def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
+    """mm/memory.c do_wp_page(): reuse an exclusive anonymous folio, else copy a process page."""
+    system = mm.system
+    kps = system.kernel_page_size
+    folio = system.pfn_folio(pfn)
+    start = _proc_page(mm, addr)
+    nr = mm.page_size // kps
+    system.stats.count("faults")
+    if folio is not None and folio.anon and folio is not system.zero_folio and not folio.padding \
+            and all(e[0] is mm for e in folio.rmap) and not vma.flags & VM_SHARED:
+        # wp_can_reuse_anon_folio(): exclusive to this mm -> make the whole folio writable here.
+        for emm, eaddr, first, enr in folio.rmap:
+            mm.pgtable.modify_prot(eaddr, enr, vma_prot(vma))
+        system.stats.count("cow_reuse")
+        return 0
+    # wp_page_copy(): a new folio of the process order replaces this process page.
+    new = system.anon_folio_alloc(mm.order)
+    if new is None:
+        raise OutOfMemory(f"no folio for a copy-on-write fault at {addr:#x}")
+    _unmap_page_range(mm, start, start + nr * kps)
+    _map_folio_range(mm, vma, start, new, 0, nr, writable=True)
+    system.stats.count("cow_copies")
+    return 0
+
+
+def do_fault(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
+    """mm/memory.c do_fault() for a file mapping, with the EOF overhang policies.
+
+    A process page [start, start+page_size) of the VMA covers kernel-page file indices
+    [idx, idx+nr). Pages below EOF come from the page cache (filemap_fault). The rest is
+    the overhang (the thread, Kalesh 2026-02-26 and Dev's reply): `sigbus` leaves it
+    unmapped so that touching it raises SIGBUS as a 4K kernel does; `anon_fault` fills it
+    with anonymous kernel pages (VM_FAULT_NEED_ANONPAGE -> do_anonymous_page); `anon_vma`
+    was handled at mmap time by an extra anonymous VMA. A process page wholly past EOF is
+    SIGBUS under every policy (filemap_fault: index >= max_idx).
+    """
+    from .filemap import filemap_fault
+
+    system = mm.system
+    kps = system.kernel_page_size
+    f = vma.file
+    start = max(_proc_page(mm, addr), vma.start)
+    end = min(start + mm.page_size, vma.end)
+    idx = vma.pgoff + (start - vma.start) // kps
+    nr = (end - start) // kps
+    eof_pages = -(-f.size // kps)
+    fault_idx = vma.pgoff + (addr - vma.start) // kps
+    if idx >= eof_pages:
+        system.stats.count("sigbus")
+        return VM_FAULT_SIGBUS
+    in_file = min(nr, eof_pages - idx)
+    if fault_idx >= eof_pages and system.policy.overhang == "sigbus":
+        system.stats.count("sigbus")
+        return VM_FAULT_SIGBUS
+    private_write = write and not vma.flags & VM_SHARED
+    if private_write:
+        return _do_cow_fault(mm, vma, start, nr, idx, in_file)
+    got = filemap_fault(system, mm, vma, idx, in_file)
+    if isinstance(got, int):
+        if got & VM_FAULT_SIGBUS:
+            system.stats.count("sigbus")
+        return got
+    writable = bool(vma.flags & VM_SHARED)
+    for folio, _ in got:
+        _map_file_folio(mm, vma, folio, idx, in_file, writable)
+    if in_file < nr and system.policy.overhang == "anon_fault":
+        _fill_overhang(mm, vma, start + in_file * kps, nr - in_file)
+    system.stats.count("faults")
+    return 0
+
+
+def _map_file_folio(mm: Mm, vma: Vma, folio: Folio, idx: int, nr: int, writable: bool) -> None:
+    """Map the part of folio that caches file indices [idx, idx+nr) at its place in vma."""
+    kps = mm.system.kernel_page_size
+    lo = max(idx, folio.index)
+    hi = min(idx + nr, folio.index + folio.nr_pages)
+    if hi <= lo:
+        return
+    addr = vma.start + (lo - vma.pgoff) * kps
+    _map_folio_range(mm, vma, addr, folio, lo - folio.index, hi - lo, writable)
+
+
+def _fill_overhang(mm: Mm, vma: Vma, addr: int, nr: int) -> None:
+    """VM_FAULT_NEED_ANONPAGE: anonymous kernel pages behind EOF, counted as padding."""
+    system = mm.system
+    for i in range(nr):
+        folio = system.anon_folio_alloc(0, padding=True)
+        if folio is None:
+            raise OutOfMemory(f"no page for EOF padding at {addr:#x}")
+        _map_folio_range(mm, vma, addr + i * system.kernel_page_size, folio, 0, 1, writable=True)
+
+
+def _do_cow_fault(mm: Mm, vma: Vma, start: int, nr: int, idx: int, in_file: int) -> int:
+    """mm/memory.c do_cow_fault(): a private write copies the file process page into a
+    new anonymous folio of the process order (bytes past EOF read as zero in the copy)."""
+    from .filemap import filemap_fault
+
+    system = mm.system
+    got = filemap_fault(system, mm, vma, idx, in_file)
+    if isinstance(got, int):
+        return got
+    folio = system.anon_folio_alloc(mm.order)
+    if folio is None:
+        raise OutOfMemory(f"no folio for a private file write fault at {start:#x}")
+    _unmap_page_range(mm, start, start + nr * system.kernel_page_size)
+    _map_folio_range(mm, vma, start, folio, 0, nr, writable=True)
+    system.stats.count("faults")
+    system.stats.count("cow_copies")
+    return 0
+
+
+# -- ranges -------------------------------------------------------------------------
+
+def populate(mm: Mm, start: int, end: int, write: bool) -> int:
+    """populate_vma_page_range()/faultin_page(): fault in every process page of [start, end).
+
+    Returns 0, or -EFAULT when a page cannot be faulted (SIGBUS/SIGSEGV), -ENOMEM on holes.
+    """
+    import errno
+
+    ps = mm.page_size
+    addr = start & ~(ps - 1)
+    while addr < end:
+        vma = mm.vmas.find(addr)
+        if vma is None:
+            return -errno.ENOMEM
+        stop = min(end, vma.end)
+        while addr < stop:
+            present, _, prot = _present(mm, addr)
+            if not present or (write and not prot & PROT_WRITE):
+                ret = handle_mm_fault(mm, addr, write)
+                if ret & VM_FAULT_ERROR:
+                    return -errno.EFAULT
+                if ret & VM_FAULT_RETRY:
+                    return -errno.EFAULT
+            addr += ps
+    return 0
+
+
+def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
+    """Clear the PTEs of [start, end) and drop the folios' mappings (zap_pte_range)."""
+    system = mm.system
+    kps = system.kernel_page_size
+    nr = (end - start) // kps
+    if nr <= 0:
+        return
+    pfns = mm.pgtable.clear_ptes(start, nr)
+    pfns = pfns[pfns >= 0]
+    if pfns.size == 0:
+        return
+    heads = system.folio_heads(pfns)
+    for head in np.unique(heads[heads >= 0]):
+        folio = system.folios.get(int(head))
+        if folio is None or folio is system.zero_folio:
+            continue
+        _unmap_folio_range(mm, folio, start, end)
+        if folio.mlock_count and not any(e[0] is mm for e in folio.rmap):
+            folio.mlock_count -= 1  # munlock on unmap of the last mapping in a VM_LOCKED vma
+        folio_put_if_unused(system, folio)
+
+
+def zap_range(mm: Mm, start: int, end: int) -> None:
+    """zap_page_range_single(): unmap [start, end) of every VMA it overlaps (munmap, MADV_DONTNEED)."""
+    system = mm.system
+    pmd = system.kgeom.pmd_size
+    for vma in mm.vmas.find_intersection(start, end):
+        lo, hi = max(start, vma.start), min(end, vma.end)
+        _zap_pmds(mm, lo, hi, pmd)
+        _unmap_page_range(mm, lo, hi)
+
+
+def _zap_pmds(mm: Mm, lo: int, hi: int, pmd: int) -> None:
+    """PMD-mapped THPs in [lo, hi): a whole one is unmapped; a partial one is split to PTEs first
+    (__split_huge_pmd) so the PTE zap below handles it."""
+    system = mm.system
+    a = lo & ~(pmd - 1)
+    while a < hi:
+        look = mm.pgtable.lookup(np.array([a], dtype=np.int64))
+        if look.present[0] and int(look.leaf_shift[0]) == system.kgeom.pmd_shift:
+            folio = system.pfn_folio(int(look.pfn[0]))
+            prot = int(look.prot[0])
+            mm.pgtable.clear_pmd(a)
+            if a >= lo and a + pmd <= hi:
+                _unmap_folio_range(mm, folio, a, a + pmd)
+                folio_put_if_unused(system, folio)
+            else:
+                mm.pgtable.set_ptes(a, folio.pfn, folio.nr_pages, prot, folio_pfn=folio.pfn,
+                                    folio_nr=folio.nr_pages)
+                system.stats.count("thp_split_pmd")
+        a += pmd
+
+
+def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
+    """The distinct folios mapped in [start, end) of mm, in address order (the zero page excluded)."""
+    kps = mm.system.kernel_page_size
+    addrs = np.arange(start & ~(kps - 1), end, kps, dtype=np.int64)
+    look = mm.pgtable.lookup(addrs)
+    heads = mm.system.folio_heads(look.pfn[look.present])
+    _, first = np.unique(heads, return_index=True)
+    folios = [mm.system.folios.get(int(h)) for h in heads[np.sort(first)] if h >= 0]
+    return [f for f in folios if f is not None and f is not mm.system.zero_folio]
+
+
+def mlock_range(mm: Mm, start: int, end: int) -> None:
+    """mm/mlock.c mlock_vma_pages_range(): mark the mapped folios of [start, end) mlocked."""
+    for folio in _folios_in(mm, start, end):
+        folio.mlock_count += 1
+
+
+def munlock_range(mm: Mm, start: int, end: int) -> None:
+    """mm/mlock.c munlock_folio() for every folio mapped in [start, end)."""
+    for folio in _folios_in(mm, start, end):
+        if folio.mlock_count:
+            folio.mlock_count -= 1
+
+
+def change_protection(mm: Mm, start: int, end: int, prot: int) -> None:
+    """mm/mprotect.c change_protection(): rewrite the protection of present PTEs in [start, end).
+
+    Write permission is granted only on shared mappings; private ones keep PTEs read-only
+    and take a write fault (do_wp_page reuses an exclusive folio), which is what
+    can_change_pte_writable() declines for COW-shared or zero-page PTEs.
+    """
+    kps = mm.system.kernel_page_size
+    for vma in mm.vmas.find_intersection(start, end):
+        lo, hi = max(start, vma.start), min(end, vma.end)
+        p = prot if vma.flags & VM_SHARED else prot & ~PROT_WRITE
+        _split_pmds_in(mm, lo, hi)
+        mm.pgtable.modify_prot(lo, (hi - lo) // kps, p)
+
+
+def _split_pmds_in(mm: Mm, lo: int, hi: int) -> None:
+    pmd = mm.system.kgeom.pmd_size
+    a = lo & ~(pmd - 1)
+    while a < hi:
+        look = mm.pgtable.lookup(np.array([a], dtype=np.int64))
+        if look.present[0] and int(look.leaf_shift[0]) == mm.system.kgeom.pmd_shift and (a < lo or a + pmd > hi):
+            folio = mm.system.pfn_folio(int(look.pfn[0]))
+            prot = int(look.prot[0])
+            mm.pgtable.clear_pmd(a)
+            mm.pgtable.set_ptes(a, folio.pfn, folio.nr_pages, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+            mm.system.stats.count("thp_split_pmd")
+        a += pmd
+
+
+def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
+    """mm/mremap.c move_page_tables(): carry the present PTEs of [old_start, +length) to new_start."""
+    system = mm.system
+    kps = system.kernel_page_size
+    _split_pmds_in(mm, old_start, old_start + length)
+    nr = length // kps
+    addrs = old_start + np.arange(nr, dtype=np.int64) * kps
+    look = mm.pgtable.lookup(addrs)
+    mm.pgtable.clear_ptes(old_start, nr)
+    present = np.flatnonzero(look.present)
+    if present.size == 0:
+        return
+    heads = system.folio_heads(look.pfn[present])
+    moved: dict[int, Folio] = {}
+    for h in np.unique(heads):
+        folio = system.folios[int(h)]
+        moved[int(h)] = folio
+        for i, (emm, addr, first, enr) in enumerate(folio.rmap):
+            if emm is mm and old_start <= addr < old_start + length:
+                folio.rmap[i] = (emm, addr - old_start + new_start, first, enr)
+    # Re-install run by run: consecutive pages of one folio with one prot become one set_ptes().
+    idx = present
+    pfn = look.pfn[idx]
+    prot = look.prot[idx]
+    brk = np.flatnonzero((np.diff(idx) != 1) | (np.diff(pfn) != 1) | (np.diff(prot) != 0)
+                         | (np.diff(heads) != 0)) + 1
+    for run in np.split(np.arange(idx.size), brk):
+        i0 = idx[run[0]]
+        folio = moved[int(heads[run[0]])]
+        mm.pgtable.set_ptes(new_start + int(i0) * kps, int(pfn[run[0]]), run.size, int(prot[run[0]]),
+                            folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+
+
+def dup_mm(parent: Mm, child: Mm) -> None:
+    """kernel/fork.c dup_mmap() + mm/memory.c copy_page_range(): the child gets the VMAs;
+    private anonymous folios are shared copy-on-write (both sides write-protected); file
+    pages are not copied (the child faults them in), as copy_page_range() skips VMAs
+    without anon_vma."""
+    from .mm_types import VM_DONTCOPY
+
+    system = parent.system
+    kps = system.kernel_page_size
+    child.brk, child.start_brk, child.mmap_base = parent.brk, parent.start_brk, parent.mmap_base
+    for vma in parent.vmas.vmas:
+        if vma.flags & VM_DONTCOPY:
+            continue
+        child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~VM_LOCKED, file=vma.file, pgoff=vma.pgoff, name=vma.name))
+        if vma.file is not None and vma.flags & VM_SHARED:
+            continue
+        _split_pmds_in(parent, vma.start, vma.end)
+        nr = vma.length // kps
+        addrs = vma.start + np.arange(nr, dtype=np.int64) * kps
+        look = parent.pgtable.lookup(addrs)
+        present = np.flatnonzero(look.present)
+        if present.size == 0:
+            continue
+        heads = system.folio_heads(look.pfn[present])
+        brk = np.flatnonzero((np.diff(present) != 1) | (np.diff(heads) != 0)) + 1
+        for run in np.split(np.arange(present.size), brk):
+            i0 = int(present[run[0]])
+            folio = system.folios[int(heads[run[0]])]
+            if not folio.anon:
+                continue
+            addr = vma.start + i0 * kps
+            first = int(look.pfn[present[run[0]]]) - folio.pfn
+            parent.pgtable.modify_prot(addr, run.size, vma_prot(vma) & ~PROT_WRITE)
+            _map_folio_range(child, vma, addr, folio, first, run.size, writable=False)
+            if vma.flags & VM_WRITE:
+                system.stats.count("cow_shared_pages", run.size)
