@@ -67,7 +67,7 @@ class Folio:
     dirty: bool = False
     uptodate: bool = True
     padding: bool = False  # an anonymous folio standing in for bytes past EOF
-    rmap: list = field(default_factory=list)  # [(mm, addr, nr_pages)]: where it is mapped
+    rmap: list = field(default_factory=list)  # [(mm, addr, first, nr)]: pages first..first+nr-1 of the folio mapped at addr
 
     @property
     def nr_pages(self) -> int:
