@@ -1,0 +1,37 @@
+"""Workloads: seeded phase streams the simulator runs (see workloads/phases.py).
+
+    from workloads import build
+    w = build({"kind": "synthetic", "pattern": "zipf", "working_set": "64M"}, seed=1)
+    for phase in w.phases(): ...
+
+Same config and seed => the same phases, every time phases() is called.
+"""
+
+from __future__ import annotations
+
+from workloads.base import Workload
+from workloads.config import WorkloadConfig, parse_workload_config
+from workloads.files import ElfTreeWorkload, FileSetWorkload, FileTreeWorkload
+from workloads.mixed import MixedWorkload
+from workloads.synthetic import SyntheticWorkload
+from workloads.trace import TraceWorkload
+
+_BY_KIND = {
+    "synthetic": SyntheticWorkload,
+    "trace": TraceWorkload,
+    "file_set": FileSetWorkload,
+    "file_tree": FileTreeWorkload,
+    "elf_tree": ElfTreeWorkload,
+    "mixed": MixedWorkload,
+}
+
+
+def build(wcfg, *, seed: int) -> Workload:
+    """The workload of a config group (dict or DictConfig) and a seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    cfg = parse_workload_config(wcfg)
+    return _BY_KIND[cfg.kind](cfg, seed)
+
+
+__all__ = ["Workload", "WorkloadConfig", "build", "parse_workload_config"]

@@ -1,0 +1,195 @@
+"""Read recorded memory traces: valgrind lackey text (plain or .gz) and NumPy arrays.
+
+Lackey (`valgrind --tool=lackey --trace-mem=yes`, valgrind lackey/lk_main.c) writes
+one line per access:
+    "I  04001090,3"     an instruction fetch        -> ignored
+    " L 1ffefffd68,8"   a data load                 -> one access, read
+    " S 1ffefffd68,8"   a data store                -> one access, write
+    " M 0402a0a8,4"     a modify (load then store)  -> one access, write
+The address is hexadecimal without 0x, the size decimal. Every other line (the
+"==pid== ..." banner and summary, program output) is skipped. A line that starts
+like a data line (" L", " S", " M") but does not match " X <hex>,<decimal>" is an
+error naming the file and 1-based line number.
+
+The parser is vectorised over a buffer of whole lines (numpy over the bytes, then over
+a matrix of the data lines); there is no Python work per line. Buffers are READ_CHUNK bytes, so a
+chunk holds at most READ_CHUNK // 7 data lines (the shortest, " L 0,0\\n", is 7 bytes)
+and each chunk becomes at most one Access phase within ACCESS_CHUNK.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+
+from workloads.phases import ACCESS_CHUNK, Access
+
+READ_CHUNK = 16 << 20
+_MAX_HEX_DIGITS = 16  # a 64-bit address
+_MAX_LINE = 64  # " X " + 16 hex digits + "," + a size: longer is not a lackey data line
+_INT64_MAX = np.uint64((1 << 63) - 1)
+
+# Byte classes for the vectorised parser.
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+_NOT_DIGIT = np.ones(256, dtype=np.uint8)
+_NOT_DIGIT[ord("0"): ord("9") + 1] = 0
+_KIND = np.zeros(256, dtype=np.uint8)  # 1 load, 2 store or modify
+_KIND[ord("L")] = 1
+_KIND[ord("S")] = 2
+_KIND[ord("M")] = 2
+
+
+def _check_exists(path) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"workload.path: trace file {path!r} does not exist (or is not a file)")
+    return path
+
+
+def parse_lackey_lines(buf: bytes, *, path: str = "<buffer>", first_line: int = 0):
+    """Parse whole lackey lines; return (addrs int64, is_write bool) of the data lines.
+
+    `buf` holds complete lines (a final line without newline is accepted);
+    `first_line` is the number of lines of the file before it, for error messages.
+
+    Only two passes touch every byte (finding line ends); the data lines are then
+    gathered into an (n, width) byte matrix, width = the longest data line (at most
+    _MAX_LINE), and checked and decoded column by column.
+    """
+    if not buf:
+        return np.empty(0, np.int64), np.empty(0, np.bool_)
+    if not buf.endswith(b"\n"):
+        buf += b"\n"
+    a = np.frombuffer(buf + b"\0\0", dtype=np.uint8)  # padding: a[start + 1] is always in range
+    ends = np.flatnonzero(a == ord("\n"))
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    cr = (a[np.maximum(ends - 1, 0)] == ord("\r")) & (ends > starts)  # CRLF files
+    ends = ends - cr
+
+    kind = _KIND[a[starts + 1]]
+    data = np.flatnonzero((a[starts] == ord(" ")) & (kind != 0))
+    s = starts[data]
+    length = ends[data] - s
+    width = int(min(length.max(initial=0), _MAX_LINE))
+    col = np.arange(width)
+    inline = col < length[:, None]
+    m = np.where(inline, a[np.minimum(s[:, None] + col, len(a) - 1)], 0)  # (n, width) bytes
+
+    is_comma = m == ord(",")
+    comma = np.where(is_comma.any(axis=1), is_comma.argmax(axis=1), width)
+    hexval = _HEX[m]
+    in_addr = (col >= 3) & (col < comma[:, None])
+    in_size = (col > comma[:, None]) & inline
+    ndigits = comma - 3
+    ok = (
+        (length <= _MAX_LINE)
+        & (length > comma + 1)  # at least one size digit
+        & (ndigits >= 1)
+        & (ndigits <= _MAX_HEX_DIGITS)
+        & (m[:, 2] == ord(" ") if width > 2 else False)
+        & ~(in_addr & (hexval == 255)).any(axis=1)
+        & ~(in_size & (_NOT_DIGIT[m] != 0)).any(axis=1)
+    )
+    value = np.zeros(len(data), dtype=np.uint64)
+    for j in range(3, min(width, 3 + _MAX_HEX_DIGITS)):  # Horner over the address columns
+        take = ok & in_addr[:, j]
+        value = np.where(take, (value << np.uint64(4)) | hexval[:, j].astype(np.uint64), value)
+    ok &= value <= _INT64_MAX
+
+    if not ok.all():
+        line = int(data[np.flatnonzero(~ok)[0]])
+        text = buf[int(starts[line]): int(ends[line])].decode("latin-1")
+        raise ValueError(
+            f"{path}:{first_line + line + 1}: malformed lackey data line {text!r}; "
+            f"expected ' L|S|M <hex address>,<decimal size>' with an address below 2**63"
+        )
+    return value.astype(np.int64), kind[data] == 2
+
+
+def _open_text(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def read_lackey(path, *, read_chunk: int = READ_CHUNK):
+    """Yield (addrs, is_write) arrays per buffer of whole lines of a lackey file."""
+    path = _check_exists(path)
+    if read_chunk > 7 * ACCESS_CHUNK:
+        raise ValueError(f"read_lackey: read_chunk {read_chunk} could exceed ACCESS_CHUNK data lines")
+    lines_before = 0
+    carry = b""
+    with _open_text(path) as f:
+        while True:
+            block = f.read(read_chunk)
+            if not block:
+                break
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # no line end yet: keep reading
+                carry = block
+                continue
+            whole, carry = block[:cut], block[cut:]
+            yield parse_lackey_lines(whole, path=path, first_line=lines_before)
+            lines_before += whole.count(b"\n")
+    if carry:
+        yield parse_lackey_lines(carry, path=path, first_line=lines_before)
+
+
+def _checked_addrs(addrs, path: str) -> np.ndarray:
+    if addrs.ndim != 1 or addrs.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path}: addresses must be a 1-D integer array, got dtype {addrs.dtype} shape {addrs.shape}"
+        )
+    return addrs
+
+
+def read_numpy_trace(path, *, chunk: int = ACCESS_CHUNK):
+    """Yield (addrs, is_write) chunks of a .npy (1-D addresses, all reads) or a .npz
+    (key "addr", optional "is_write" of the same length)."""
+    path = _check_exists(path)
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            if "addr" not in z.files:
+                raise ValueError(f"{path}: an .npz trace needs an 'addr' array; it has {z.files}")
+            addrs = _checked_addrs(z["addr"], path)
+            is_write = z["is_write"] if "is_write" in z.files else None
+        if is_write is not None and (is_write.shape != addrs.shape or is_write.dtype.kind not in "biu"):
+            raise ValueError(
+                f"{path}: 'is_write' must be a boolean or 0/1 array of the same length as 'addr' "
+                f"({addrs.shape}), got dtype {is_write.dtype} shape {is_write.shape}"
+            )
+    else:
+        addrs = _checked_addrs(np.load(path, mmap_mode="r", allow_pickle=False), path)
+        is_write = None
+    for first in range(0, len(addrs), chunk):
+        part = np.asarray(addrs[first: first + chunk])
+        if part.dtype.kind == "u" and part.size and part.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{path}: addresses must be below 2**63")
+        part = part.astype(np.int64)
+        if part.size and part.min() < 0:
+            bad = first + int(np.flatnonzero(part < 0)[0])
+            raise ValueError(f"{path}: address #{bad} is negative ({int(part[bad - first])})")
+        if is_write is None:
+            writes = np.zeros(len(part), dtype=np.bool_)
+        else:
+            w = np.asarray(is_write[first: first + chunk])
+            if w.dtype.kind != "b" and not np.isin(w, (0, 1)).all():
+                raise ValueError(f"{path}: 'is_write' must hold only 0 and 1")
+            writes = w.astype(np.bool_)
+        yield part, writes
+
+
+def read_trace(path):
+    """Yield Access(None, addrs, is_write) phases of any supported trace file."""
+    name = os.fspath(path)
+    reader = read_numpy_trace if name.endswith((".npy", ".npz")) else read_lackey
+    for addrs, writes in reader(name):
+        if len(addrs):
+            yield Access(None, addrs, writes)

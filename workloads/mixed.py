@@ -1,0 +1,48 @@
+"""workload.kind=mixed: a small system of processes with anonymous memory and files.
+
+A "shell" process (the one the simulator starts) reads the small configuration files
+of the file set and creates the large files (the shared libraries). Then `processes`
+workers run, each forked from the previous process and exec'd (Fork, Exec(None)): the
+earlier processes stay alive, as a pipeline's do, so their memory stays counted. Each
+worker maps every library private read+exec and touches its seeded sample of pages
+(mmap_fraction), maps its own anonymous working set (region "anon") and makes
+`accesses` accesses of the configured pattern there.
+
+Randomness: one Generator(PCG64(seed)) drawn in phase order: the small-file sizes,
+then per worker its library samples and its access stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernel_model.mm_types import PROT_EXEC, PROT_READ, PROT_WRITE
+from workloads.base import Workload
+from workloads.files import file_touch_phases, large_file_paths, small_file_phases, touched_pages
+from workloads.phases import MAP_ANONYMOUS, MAP_PRIVATE, CreateFile, Exec, Fork, Map, MmapFile
+from workloads.synthetic import AccessStream
+
+
+class MixedWorkload(Workload):
+    def __init__(self, cfg, seed):
+        super().__init__(cfg, seed)
+        if cfg.nr_large_files and cfg.large_file_size == 0:
+            raise ValueError("workload.large_file_size: must be at least 1 byte when nr_large_files > 0")
+
+    def phases(self):
+        cfg = self.cfg
+        rng = np.random.Generator(np.random.PCG64(self.seed))
+        yield from small_file_phases(cfg, rng)
+        libs = large_file_paths(cfg)
+        for path in libs:
+            yield CreateFile(path, cfg.large_file_size, large_folios=cfg.large_folio_fs)
+        stream = AccessStream.from_config(cfg)
+        for _ in range(cfg.processes):
+            yield Fork()
+            yield Exec(None)
+            for j, path in enumerate(libs):
+                region = f"lib{j}"
+                yield MmapFile(region, path, PROT_READ | PROT_EXEC, shared=False)
+                yield from file_touch_phases(region, touched_pages(rng, cfg.large_file_size, cfg.mmap_fraction))
+            yield Map("anon", cfg.working_set, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+            yield from stream.access_phases("anon", rng)
