@@ -43,27 +43,14 @@ PM_PRESENT = 1 << 63
 PAGEMAP_STAT_MISMATCH = "pagemap_pfn_unit_mismatch"
 
 
-def _folio_index(system):
-    """Sorted head pfns, orders and folios of every allocated folio (for pfn -> folio)."""
-    heads = np.fromiter(system.folios.keys(), dtype=np.int64, count=len(system.folios))
-    order = np.argsort(heads, kind="stable")
-    folios = list(system.folios.values())
-    heads = heads[order]
-    orders = np.array([folios[i].order for i in order], dtype=np.int64)
-    return heads, orders, [folios[i] for i in order]
+def _page_mapcounts(folio, pages: np.ndarray) -> np.ndarray:
+    """folio_precise_page_mapcount() of each page index in `pages` (kernel pages of `folio`).
 
-
-def _rmap_page_counts(folio, kernel_page_size) -> np.ndarray:
-    """Per-page mapcount of `folio` from its rmap [(mm, addr, nr)] (folio_precise_page_mapcount()).
-
-    An rmap entry maps `nr` consecutive pages of the folio starting at the page that its
-    mm's table maps at `addr`.
+    Folio.rmap entries are (mm, addr, first, nr): pages first..first+nr-1 mapped once.
     """
-    counts = np.zeros(folio.nr_pages, dtype=np.int64)
-    for mm, addr, nr in folio.rmap:
-        first = int(mm.pgtable.lookup(np.array([addr], dtype=np.int64)).pfn[0]) - folio.pfn
-        if 0 <= first < folio.nr_pages:
-            counts[first:first + nr] += 1
+    counts = np.zeros(len(pages), dtype=np.int64)
+    for _mm, _addr, first, nr in folio.rmap:  # once per mapping of the folio, not per page
+        counts += (pages >= first) & (pages < first + nr)
     return counts
 
 
@@ -82,24 +69,22 @@ def pagemap_entries(mm, addrs: np.ndarray) -> np.ndarray:
     present = np.asarray(look.present, dtype=bool)
     pfn = np.asarray(look.pfn, dtype=np.int64)
     entries[present] = PM_PRESENT | (pfn[present].astype(np.uint64) & np.uint64(PM_PFRAME_MASK))
-    if not present.any() or not system.folios:
+    if not present.any():
         return entries
     # pte_to_pagemap_entry(): page = vm_normal_page(); !folio_test_anon() -> PM_FILE;
-    # folio_precise_page_mapcount(folio, page) == 1 -> PM_MMAP_EXCLUSIVE. A pfn with no folio
-    # (the zero page, a PFNMAP) has neither bit.
-    heads, orders, folios = _folio_index(system)
-    idx = np.searchsorted(heads, pfn, side="right") - 1
-    in_folio = present & (idx >= 0)
-    safe = np.where(idx >= 0, idx, 0)
-    in_folio &= pfn < heads[safe] + (np.int64(1) << orders[safe])
+    # folio_precise_page_mapcount(folio, page) == 1 -> PM_MMAP_EXCLUSIVE. The zero page
+    # (vm_normal_page() is NULL for it) and a pfn without a folio get neither bit.
+    heads = np.full(len(addrs), -1, dtype=np.int64)
+    heads[present] = system.folio_heads(pfn[present])
     file_flag = np.zeros(len(addrs), dtype=bool)
     exclusive = np.zeros(len(addrs), dtype=bool)
-    for i in np.unique(safe[in_folio]):  # once per folio, not per entry
-        folio = folios[i]
-        sel = in_folio & (safe == i)
+    for head in np.unique(heads[heads >= 0]).tolist():  # once per folio, not per entry
+        folio = system.folios[head]
+        if folio is system.zero_folio:
+            continue
+        sel = heads == head
         file_flag[sel] = not folio.anon
-        counts = _rmap_page_counts(folio, system.kernel_page_size)
-        exclusive[sel] = counts[pfn[sel] - folio.pfn] == 1
+        exclusive[sel] = _page_mapcounts(folio, pfn[sel] - folio.pfn) == 1
     entries[file_flag] |= np.uint64(PM_FILE)
     entries[exclusive] |= np.uint64(PM_MMAP_EXCLUSIVE)
     return entries

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .memory import _map_folio_range
 from .mm_types import VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
 
 # include/uapi/linux/userfaultfd.h
@@ -40,10 +41,6 @@ _UFFDIO_WRITEPROTECT = 0x06
 _UFFDIO_CONTINUE = 0x07
 _UFFDIO_POISON = 0x08
 UFFD_API_RANGE_IOCTLS_BASIC = (1 << _UFFDIO_WAKE) | (1 << _UFFDIO_COPY) | (1 << _UFFDIO_ZEROPAGE)
-
-# What the blocked faulting thread sees until the range is filled (handle_userfault()
-# returns VM_FAULT_RETRY after the thread is woken). include/linux/mm_types.h value.
-VM_FAULT_RETRY = 0x000400
 
 STAT_INSTALLED = "uffd_kernel_pages_installed"
 STAT_FAULTS = "uffd_faults"
@@ -84,7 +81,7 @@ def _mm_ctxs(mm) -> list:
     return ctxs
 
 
-def handle_userfault(mm, addr: int, write: bool) -> int:
+def handle_userfault(mm, vma, addr: int, write: bool) -> int:
     """The fault path's call for a missing page in a VM_UFFD_MISSING vma (fs/userfaultfd.c).
 
     Queues one UFFD_EVENT_PAGEFAULT whose address is `addr` masked to the process page
@@ -95,6 +92,8 @@ def handle_userfault(mm, addr: int, write: bool) -> int:
     No context covering `addr` -> VM_FAULT_SIGBUS, as handle_userfault() does when the ctx
     is gone (the "ret = VM_FAULT_SIGBUS" default).
     """
+    from .memory import VM_FAULT_RETRY, VM_FAULT_SIGBUS
+
     page = addr & ~(mm.page_size - 1)
     for ctx in _mm_ctxs(mm):
         if ctx.covering(addr) & UFFDIO_REGISTER_MODE_MISSING:
@@ -104,8 +103,6 @@ def handle_userfault(mm, addr: int, write: bool) -> int:
                 ctx.pending.append(UffdMsg(UFFD_EVENT_PAGEFAULT, page, flags))
                 mm.system.stats.count(STAT_FAULTS)
             return VM_FAULT_RETRY
-    from .memory import VM_FAULT_SIGBUS
-
     return VM_FAULT_SIGBUS
 
 
@@ -240,19 +237,22 @@ class UserfaultfdOps:
         kaddrs = (pages[:, None] + np.arange(nr, dtype=np.int64)[None, :] * kps).ravel()
         mapped = np.asarray(mm.pgtable.lookup(kaddrs).present, dtype=bool).reshape(len(pages), nr).any(axis=1)
         copied = 0
-        prot = vma.flags & 0x7
-        for i, page in enumerate(pages.tolist()):  # one folio per process page, sequential
+        for i, page in enumerate(pages.tolist()):  # one process page at a time, as mfill_atomic() loops
             if mapped[i]:
-                # mfill_atomic_pte_copy(): the PTE is not none -> -EEXIST (mfill_atomic_install_pte()).
+                # mfill_atomic_install_pte(): !pte_none(ptep_get(dst_pte)) -> -EEXIST; pages
+                # already filled stay filled and the caller sees the partial count.
                 return copied if copied else -errno.EEXIST
-            folio = system.folio_alloc(mm.order, anon=True)
-            if folio is None:
-                return copied if copied else -errno.ENOMEM
-            mm.pgtable.set_ptes(page, folio.pfn, nr, prot, folio_pfn=folio.pfn, folio_nr=nr)
-            folio.mapcount += nr
-            folio.rmap.append((mm, page, nr))
+            if what == "zeropage" and system.zero_folio is not None:
+                # mfill_atomic_pte_zeropage(): the zero page, read-only (pte_mkspecial).
+                _map_folio_range(mm, vma, page, system.zero_folio, 0, nr, writable=False)
+            else:
+                # mfill_atomic_pte_copy() / mfill_atomic_pte_zeroed_folio(): a new anon folio
+                # of the process order, mapped writable when the VMA is.
+                folio = system.anon_folio_alloc(mm.order)
+                if folio is None:
+                    return copied if copied else -errno.ENOMEM
+                _map_folio_range(mm, vma, page, folio, 0, nr, writable=True)
             system.stats.count(STAT_INSTALLED, nr)
-            system.stats.count(f"uffd_{what}_pages", 1)
             ctx.waiting.discard(page)
             copied += ps
         return copied
@@ -298,8 +298,8 @@ class UserfaultfdOps:
     def uffdio_zeropage(self, fd, start: int, length: int, mode: int = 0) -> int:
         """UFFDIO_ZEROPAGE: fill [start, start+length) with zeroes; 0, -EAGAIN or -errno.
 
-        A process page is larger than the one zero page of PAGE_SIZE, so each process page
-        gets a zeroed anonymous folio (the path mfill_atomic_pte_zeropage() takes when
-        mm_forbids_zeropage(): mfill_atomic_pte_zeroed_folio()).
+        Each process page maps the system zero folio read-only (mfill_atomic_pte_zeropage());
+        without one (the zero page disabled) it gets a zeroed anonymous folio, the path
+        taken when mm_forbids_zeropage(): mfill_atomic_pte_zeroed_folio().
         """
         return self._uffd_ioctl_fill(fd, start, length, mode, UFFDIO_ZEROPAGE_MODE_DONTWAKE, "zeropage")
