@@ -1,0 +1,274 @@
+"""The cell entry point: one resolved config in, one flat dict of metrics out.
+
+    simulate(cfg) -> {"accesses": ..., "walk_mem_refs": ..., "total_bytes": ...}
+
+It builds a System from the config (the DESIGN.md config contract), starts one process
+with the configured personality page size, runs the workload's phases through the
+syscall ABI and the fault path, feeds every access stream to the TLB model over the page
+table the hardware walks, and reports the metrics of DESIGN.md. A pure function of its
+input: the same config gives the same dict, serially or in a Ray worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+
+from .system import System
+
+METRIC_NAMES = (
+    "accesses", "l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_refs", "walk_cycles", "faults",
+    "pgtable_bytes_linux", "pgtable_bytes_native", "anon_bytes", "pagecache_bytes", "padding_bytes",
+    "total_bytes", "sigbus", "native_fallbacks", "compaction_migrated_pages", "alloc_failures",
+    "elf_files", "elf_ok", "elf_failed",
+)
+TLB_METRICS = ("accesses", "l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_refs", "walk_cycles")
+
+
+def simulate(cfg: dict) -> dict:
+    """Run one cell. `cfg` is the resolved config as plain dicts (OmegaConf.to_container)."""
+    import workloads
+
+    system = System.from_config(cfg)
+    page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
+    workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
+    runner = Runner(system, page_size, cfg.get("tlb", {}))
+    for phase in workload.phases():
+        runner.run(phase)
+    return runner.metrics()
+
+
+def _absolute_paths(wcfg: dict) -> dict:
+    """workload.path relative to where the user ran the sweep (Hydra may change cwd)."""
+    path = wcfg.get("path")
+    if path and not os.path.isabs(path):
+        base = os.environ.get("PAGESWEEP_ORIG_CWD") or os.getcwd()
+        wcfg = dict(wcfg, path=os.path.normpath(os.path.join(base, path)))
+    return wcfg
+
+
+class Runner:
+    """Interprets workload phases against one System (see workloads/phases.py)."""
+
+    def __init__(self, system: System, page_size: int, tlb_cfg: dict):
+        from .tlb import TlbConfig
+
+        self.system = system
+        self.page_size = page_size
+        self.tlb_cfg = TlbConfig.from_cfg(tlb_cfg)
+        self.proc = system.execve(page_size=page_size)
+        self.regions: dict[str, tuple[int, int]] = {}  # name -> (addr, length), for the current process
+        self.tlb = Counter()
+        self.signals = Counter()
+        self.elf = Counter()
+        self.elf_reasons = Counter()
+        self.exited_native_fallbacks = 0
+
+    # -- phases ---------------------------------------------------------------------
+    def run(self, phase) -> None:
+        from workloads import phases as ph
+
+        handler = {
+            ph.Map: self._map, ph.Access: self._access, ph.CreateFile: self._create_file,
+            ph.ReadFile: self._read_file, ph.MmapFile: self._mmap_file, ph.Fork: self._fork,
+            ph.Exec: self._exec, ph.LoadElf: self._load_elf,
+        }.get(type(phase))
+        if handler is None:
+            raise TypeError(f"simulate: unknown workload phase {phase!r}")
+        handler(phase)
+
+    def _map(self, phase) -> None:
+        fd = -1
+        if phase.path is not None:
+            fd = self.proc.open(phase.path)
+            if fd < 0:
+                raise FileNotFoundError(f"workload maps {phase.path!r}, which no CreateFile phase created")
+        addr = self.proc.mmap(0, phase.length, phase.prot, phase.flags, fd, phase.offset)
+        if addr < 0:
+            raise OSError(-addr, f"mmap of region {phase.region!r} ({phase.length} bytes) failed: {os.strerror(-addr)}")
+        self.regions[phase.region] = (addr, phase.length)
+
+    def _mmap_file(self, phase) -> None:
+        from .abi import MAP_PRIVATE, MAP_SHARED
+
+        f = self.system.files.get(phase.path)
+        if f is None:
+            raise FileNotFoundError(f"workload maps {phase.path!r}, which no CreateFile phase created")
+        fd = self.proc.open(phase.path)
+        flags = MAP_SHARED if phase.shared else MAP_PRIVATE
+        length = max(f.size, 1)
+        addr = self.proc.mmap(0, length, phase.prot, flags, fd, 0)
+        if addr < 0:
+            raise OSError(-addr, f"mmap of {phase.path!r} failed: {os.strerror(-addr)}")
+        self.regions[phase.region] = (addr, length)
+
+    def _create_file(self, phase) -> None:
+        self.system.create_file(phase.path, phase.size, large_folios=phase.large_folios)
+
+    def _read_file(self, phase) -> None:
+        from .filemap import filemap_read
+
+        f = self.system.files.get(phase.path)
+        if f is None:
+            raise FileNotFoundError(f"workload reads {phase.path!r}, which no CreateFile phase created")
+        length = f.size - phase.offset if phase.length is None else phase.length
+        filemap_read(self.system, f, phase.offset, max(0, length))
+
+    def _fork(self, phase) -> None:
+        self.proc = self.proc.fork()
+
+    def _exec(self, phase) -> None:
+        self._account_exit(self.proc.mm)
+        size = self.page_size if phase.page_size is None else phase.page_size
+        self.proc.execve(page_size=size)
+        self.regions = {}
+
+    def _load_elf(self, phase) -> None:
+        from .binfmt_elf import check_elf
+
+        result = check_elf(phase.path, self.page_size)
+        self.elf["elf_files"] += 1
+        self.elf["elf_ok" if result.ok else "elf_failed"] += 1
+        if not result.ok:
+            self.elf_reasons[result.rule] += 1
+
+    def _account_exit(self, mm) -> None:
+        if mm.native is not None:
+            self.exited_native_fallbacks += mm.native.fallbacks
+
+    # -- accesses -------------------------------------------------------------------
+    def _access(self, phase) -> None:
+        if len(phase) == 0:
+            return
+        if phase.region is None:
+            addrs = phase.offsets
+            self._map_trace_pages(addrs)
+        else:
+            if phase.region not in self.regions:
+                raise KeyError(f"workload accesses region {phase.region!r} before mapping it")
+            base, length = self.regions[phase.region]
+            if int(phase.offsets.max()) >= length or int(phase.offsets.min()) < 0:
+                raise ValueError(f"workload accesses region {phase.region!r} outside its {length} bytes")
+            addrs = phase.offsets + base
+        ok = self._fault_in(addrs, phase.is_write)
+        self._run_tlb(addrs[ok], phase.is_write[ok])
+
+    def _map_trace_pages(self, addrs: np.ndarray) -> None:
+        """Cover every process page a trace touches with anonymous read-write memory."""
+        from .abi import MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+        ps = self.page_size
+        limit = 1 << self.system.va_bits
+        if int(addrs.max()) >= limit or int(addrs.min()) < 0:
+            raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
+                             f"(kernel.va_bits)")
+        pages = np.unique(addrs // ps)
+        brk = np.flatnonzero(np.diff(pages) != 1) + 1
+        vmas = self.proc.mm.vmas
+        for run in np.split(pages, brk):
+            start, end = int(run[0]) * ps, (int(run[-1]) + 1) * ps
+            a = start
+            for vma in vmas.find_intersection(start, end) + [None]:
+                gap_end = end if vma is None else vma.start
+                if gap_end > a:
+                    ret = self.proc.mmap(a, gap_end - a, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE)
+                    if ret < 0:
+                        raise OSError(-ret, f"mapping trace range {a:#x}-{gap_end:#x}: {os.strerror(-ret)}")
+                if vma is not None:
+                    a = max(a, vma.end)
+
+    def _fault_in(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
+        """Fault every process page at its first touch, and again at its first write after a
+        read (the write-protect fault on the zero page or a COW page), in access order.
+        Returns the mask of accesses that completed (not on a page that raised a signal)."""
+        from .memory import VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, handle_mm_fault
+
+        ps = self.page_size
+        pages = addrs // ps
+        order = np.argsort(pages, kind="stable")
+        sp = pages[order]
+        starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+        first = order[starts]  # index of each page's first access
+        w = is_write[order]
+        # first write per page: the first True in each group of the stable order.
+        widx = np.where(w, np.arange(order.size), order.size)
+        first_w_sorted = np.minimum.reduceat(widx, starts)
+        has_w = first_w_sorted < order.size
+        first_write = np.where(has_w, order[np.minimum(first_w_sorted, order.size - 1)], -1)
+        ev_idx = np.concatenate([first, first_write[has_w & (first_write != first)]])
+        ev_write = np.concatenate([is_write[first], np.ones(int((has_w & (first_write != first)).sum()), bool)])
+        seq = np.argsort(ev_idx, kind="stable")
+        mm = self.proc.mm
+        bad_pages = []
+        for i in seq:
+            addr = int(addrs[ev_idx[i]])
+            ret = handle_mm_fault(mm, addr, bool(ev_write[i]))
+            if ret & VM_FAULT_SIGBUS:
+                self.signals["sigbus_accesses"] += 1
+                bad_pages.append(addr // ps)
+            elif ret & VM_FAULT_SIGSEGV:
+                self.signals["sigsegv"] += 1
+                bad_pages.append(addr // ps)
+        if not bad_pages:
+            return np.ones(addrs.size, bool)
+        return ~np.isin(pages, np.array(bad_pages, dtype=np.int64))
+
+    def _run_tlb(self, addrs: np.ndarray, is_write: np.ndarray) -> None:
+        from .tlb import simulate_tlb
+
+        if addrs.size == 0:
+            return
+        mm = self.proc.mm
+        table = mm.native if mm.native is not None else None
+        lookup = table.hw_lookup(addrs) if table is not None else mm.pgtable.lookup(addrs)
+        counts = simulate_tlb(addrs, lookup, self.tlb_cfg, is_write=is_write)
+        for k in TLB_METRICS:
+            self.tlb[k] += int(counts[k])
+
+    # -- results ----------------------------------------------------------------------
+    def metrics(self) -> dict:
+        from .filemap import pagecache_metrics
+
+        system = self.system
+        mms = [p.mm for p in system.processes.values() if getattr(p, "mm", None) is not None]
+        pt_linux = sum(mm.pgtable.bytes for mm in mms)
+        pt_native = sum(mm.native.bytes for mm in mms if mm.native is not None)
+        native_fallbacks = self.exited_native_fallbacks + sum(mm.native.fallbacks for mm in mms if mm.native is not None)
+        pc = pagecache_metrics(system)
+        alloc = system.page_alloc.stats
+        ev = system.stats.events
+        out = {k: 0 for k in METRIC_NAMES}
+        out.update({k: int(self.tlb[k]) for k in TLB_METRICS})
+        out.update(
+            faults=int(ev["faults"]),
+            pgtable_bytes_linux=int(pt_linux),
+            pgtable_bytes_native=int(pt_native),
+            anon_bytes=int(system.anon_bytes),
+            pagecache_bytes=int(pc["pagecache_bytes"]),
+            padding_bytes=int(system.padding_bytes),
+            sigbus=int(ev["sigbus"]),
+            native_fallbacks=int(native_fallbacks),
+            compaction_migrated_pages=int(alloc["compaction_migrated_pages"]),
+            alloc_failures=int(alloc["alloc_failures"]),
+            elf_files=int(self.elf["elf_files"]),
+            elf_ok=int(self.elf["elf_ok"]),
+            elf_failed=int(self.elf["elf_failed"]),
+        )
+        out["total_bytes"] = (out["anon_bytes"] + out["pagecache_bytes"] + out["pgtable_bytes_linux"]
+                              + out["pgtable_bytes_native"] + out["padding_bytes"])
+        # Extras: event counters and folio orders, prefixed so they never clash with the contract.
+        for k, v in sorted(ev.items()):
+            if k not in out:
+                out[f"ev_{k}"] = int(v)
+        for order, n in sorted(system.stats.folios_by_order.items()):
+            out[f"anon_folios_order_{order}"] = int(n)
+        for k, v in pc.items():
+            if k not in out:
+                out[k] = int(v)
+        out["sigsegv"] = int(self.signals["sigsegv"])
+        for rule, n in sorted(self.elf_reasons.items()):
+            out[f"elf_failed_{rule}"] = int(n)
+        return out
