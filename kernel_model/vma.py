@@ -1,0 +1,328 @@
+"""The VMA tree of one mm: map, unmap, split, merge, find a free area.
+
+Counterpart: mm/vma.c (vma_merge_new_range(), vma_modify(), __split_vma(),
+do_vmi_align_munmap()) and mm/mmap.c (generic_get_unmapped_area_topdown(),
+vm_unmapped_area()). Pure: no page tables, no folios; the ABI adapter (abi*.py) and
+memory.py call in here and do the zapping themselves.
+
+Units: bytes. Every VMA boundary is aligned to the process page size `page_size`, with
+one exception: the EOF-overhang pair made by map_overhang() (abi.overhang=anon_vma), a
+file VMA ending at the file's last kernel page and an anonymous VM_PAD_ANON VMA covering
+the rest of that process page. `pgoff` is in kernel pages (`kernel_page_size`).
+
+The VMAs live in a Python list sorted by start with a parallel list of starts for bisect;
+a process has tens to thousands of VMAs, and every operation touches O(1) neighbours
+after an O(log n) search (the kernel's maple tree gives the same bounds).
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+from dataclasses import replace
+
+import numpy as np
+
+from .mm_types import (VM_DONTEXPAND, VM_GROWSDOWN, VM_IO, VM_PAD_ANON, VM_PFNMAP, Vma)
+from .units import PAGE_SIZES
+
+# include/linux/mm.h: VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP.
+# Such VMAs never merge (mm/vma.c: vma_merge_new_range() bails out on VM_SPECIAL).
+VM_MIXEDMAP = 0x10000000
+VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+
+# mm/util.c: mmap_base(): the gap below STACK_TOP is the stack rlimit clamped to
+# [MIN_GAP, MAX_GAP]; with the default 8M stack rlimit and no randomisation the gap is
+# MIN_GAP = 128M, so mmap_base = PAGE_ALIGN(STACK_TOP - 128M).
+MIN_GAP = 128 << 20
+
+# mm/memory.c: stack_guard_gap = 256UL << PAGE_SHIFT (kernel pages), kept below a
+# VM_GROWSDOWN VMA by vm_start_gap() (include/linux/mm.h).
+STACK_GUARD_GAP_PAGES = 256
+
+# security/Kconfig DEFAULT_MMAP_MIN_ADDR: distributions ship 32768 on arm64 and 65536
+# on x86; 65536 is also a multiple of every process page size.
+DEFAULT_MMAP_MIN_ADDR = 65536
+
+
+def _aligned(value: int, size: int) -> bool:
+    return value % size == 0
+
+
+class VmaTree:
+    """The sorted VMAs of one mm, every boundary aligned to `page_size`.
+
+    `kernel_page_size` is PAGE_SIZE, the unit of Vma.pgoff (it decides whether two VMAs
+    have contiguous pgoffs and so may merge). `va_bits` gives TASK_SIZE = 1 << va_bits
+    (arm64 TASK_SIZE_64 without 52-bit opt-in).
+    """
+
+    def __init__(self, page_size: int, *, kernel_page_size: int = 4096, va_bits: int = 48,
+                 mmap_min_addr: int = DEFAULT_MMAP_MIN_ADDR):
+        if page_size not in PAGE_SIZES:
+            raise ValueError(f"VmaTree: page_size must be one of {PAGE_SIZES}, got {page_size!r}")
+        if kernel_page_size not in PAGE_SIZES or kernel_page_size > page_size:
+            raise ValueError(f"VmaTree: kernel_page_size must be one of {PAGE_SIZES} and <= page_size "
+                             f"{page_size}, got {kernel_page_size!r}")
+        self.page_size = page_size
+        self.kernel_page_size = kernel_page_size
+        self.kernel_page_shift = kernel_page_size.bit_length() - 1
+        self.task_size = 1 << va_bits
+        # mmap_min_addr rounded up to the process page: no mapping may start below it.
+        self.mmap_min_addr = -(-max(mmap_min_addr, page_size) // page_size) * page_size
+        self.mmap_base = (self.task_size - MIN_GAP) // page_size * page_size
+        self.vmas: list[Vma] = []
+        self._starts: list[int] = []
+
+    # -- lookup -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.vmas)
+
+    def __iter__(self):
+        return iter(list(self.vmas))
+
+    def find(self, addr: int) -> Vma | None:
+        """The VMA containing addr, or None (vma_lookup(), include/linux/mm.h)."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self.vmas[i].end:
+            return self.vmas[i]
+        return None
+
+    def find_vma(self, addr: int) -> Vma | None:
+        """The first VMA with end > addr, as mm/mmap.c: find_vma() (it may start above addr)."""
+        i = self._index_after(addr)
+        return self.vmas[i] if i < len(self.vmas) else None
+
+    def find_intersection(self, start: int, end: int) -> list[Vma]:
+        """The VMAs overlapping [start, end), in address order (find_vma_intersection())."""
+        i = self._index_after(start)
+        out = []
+        while i < len(self.vmas) and self.vmas[i].start < end:
+            out.append(self.vmas[i])
+            i += 1
+        return out
+
+    def holes(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The unmapped sub-ranges of [start, end), in address order."""
+        out, cur = [], start
+        for vma in self.find_intersection(start, end):
+            if vma.start > cur:
+                out.append((cur, vma.start))
+            cur = max(cur, vma.end)
+        if cur < end:
+            out.append((cur, end))
+        return out
+
+    def _index_after(self, addr: int) -> int:
+        """Index of the first VMA with end > addr."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self.vmas[i].end > addr:
+            return i
+        return i + 1
+
+    # -- validation ---------------------------------------------------------------
+    def _check_range(self, start: int, end: int, what: str) -> None:
+        ps = self.page_size
+        if not (_aligned(start, ps) and _aligned(end, ps)):
+            raise ValueError(f"{what}: [{start:#x}, {end:#x}) is not aligned to the process page size "
+                             f"{ps:#x}; round the range to process pages first")
+        if not 0 <= start < end <= self.task_size:
+            raise ValueError(f"{what}: [{start:#x}, {end:#x}) is empty or outside [0, {self.task_size:#x})")
+
+    # -- insertion and merging ------------------------------------------------------
+    def _can_merge(self, a: Vma, b: Vma) -> bool:
+        """b directly follows a and may be merged into it.
+
+        mm/vma.c: is_mergeable_vma() (same flags, file, anon_vma_name, no VM_SPECIAL),
+        can_vma_merge_after()/before() (pgoff contiguous: a.pgoff + pages(a) == b.pgoff).
+        """
+        return (a.end == b.start and a.flags == b.flags and a.file is b.file and a.name == b.name
+                and not a.flags & VM_SPECIAL
+                and a.pgoff + (a.length >> self.kernel_page_shift) == b.pgoff)
+
+    def _insert(self, vma: Vma) -> int:
+        i = bisect.bisect_left(self._starts, vma.start)
+        self.vmas.insert(i, vma)
+        self._starts.insert(i, vma.start)
+        return i
+
+    def _remove_at(self, i: int) -> Vma:
+        del self._starts[i]
+        return self.vmas.pop(i)
+
+    def _merge_around(self, lo: int, hi: int) -> None:
+        """Merge every mergeable adjacent pair among indices [lo, hi] (vma_merge_existing_range())."""
+        lo = max(lo, 0)
+        i = hi
+        while i > lo:
+            if i < len(self.vmas) and self._can_merge(self.vmas[i - 1], self.vmas[i]):
+                prev, nxt = self.vmas[i - 1], self._remove_at(i)
+                prev.end = nxt.end
+            i -= 1
+
+    def map(self, vma: Vma) -> Vma:
+        """Insert vma into a free range, merging with compatible neighbours.
+
+        Returns the VMA that now covers vma's range (vma itself or the merged neighbour),
+        as mm/vma.c: vma_merge_new_range() followed by __mmap_region() does. Raises
+        ValueError on misalignment or overlap: the caller unmaps first (MAP_FIXED).
+        """
+        self._check_range(vma.start, vma.end, "VmaTree.map")
+        if self.find_intersection(vma.start, vma.end):
+            raise ValueError(f"VmaTree.map: {vma!r} overlaps an existing VMA; unmap the range first")
+        i = self._insert(vma)
+        self._merge_around(i - 1, i + 1)
+        return self.find(vma.start)
+
+    def map_overhang(self, vma: Vma, eof_addr: int) -> tuple[Vma, Vma]:
+        """Map vma as a file VMA up to eof_addr and an anonymous VM_PAD_ANON VMA after it.
+
+        abi.overhang=anon_vma (Android's approach, the thread: Kalesh 2026-02-27): the file
+        VMA ends at the file's last kernel page, eof_addr; an extra anonymous VMA covers
+        [eof_addr, vma.end), the rest of that process page. eof_addr must be kernel-page
+        aligned and inside the last process page of vma. Returns (file_vma, pad_vma).
+        """
+        self._check_range(vma.start, vma.end, "VmaTree.map_overhang")
+        ps, kps = self.page_size, self.kernel_page_size
+        if vma.file is None:
+            raise ValueError("VmaTree.map_overhang: vma must be file-backed")
+        if not (_aligned(eof_addr, kps) and vma.end - ps < eof_addr < vma.end and eof_addr > vma.start):
+            raise ValueError(f"VmaTree.map_overhang: eof_addr {eof_addr:#x} must be kernel-page aligned and "
+                             f"inside the last process page [{vma.end - ps:#x}, {vma.end:#x}) of {vma!r}")
+        if self.find_intersection(vma.start, vma.end):
+            raise ValueError(f"VmaTree.map_overhang: {vma!r} overlaps an existing VMA; unmap the range first")
+        pad = Vma(start=eof_addr, end=vma.end, flags=(vma.flags & ~VM_PAD_ANON) | VM_PAD_ANON,
+                  file=None, pgoff=eof_addr >> self.kernel_page_shift, name=vma.name)
+        vma.end = eof_addr
+        i = self._insert(vma)
+        self._insert(pad)
+        self._merge_around(i - 1, i + 2)
+        return self.find(vma.start), self.find(eof_addr)
+
+    # -- splitting ------------------------------------------------------------------
+    def _split_at(self, addr: int) -> None:
+        """Split the VMA containing addr so that a boundary falls at addr (__split_vma())."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i < 0:
+            return
+        vma = self.vmas[i]
+        if not vma.start < addr < vma.end:
+            return
+        tail = replace(vma, start=addr, pgoff=vma.pgoff + ((addr - vma.start) >> self.kernel_page_shift))
+        vma.end = addr
+        self.vmas.insert(i + 1, tail)
+        self._starts.insert(i + 1, addr)
+
+    def unmap(self, start: int, end: int) -> list[Vma]:
+        """Remove [start, end), splitting VMAs that straddle either end.
+
+        Returns the removed pieces in address order (do_vmi_align_munmap() gathers them
+        the same way before unmap_region()). Unmapped gaps inside the range are ignored.
+        """
+        self._check_range(start, end, "VmaTree.unmap")
+        self._split_at(start)
+        self._split_at(end)
+        lo = self._index_after(start)
+        hi = lo
+        while hi < len(self.vmas) and self.vmas[hi].start < end:
+            hi += 1
+        removed = self.vmas[lo:hi]
+        del self.vmas[lo:hi]
+        del self._starts[lo:hi]
+        return removed
+
+    def set_flags(self, start: int, end: int, set_bits: int, clear_bits: int) -> list[Vma]:
+        """flags = (flags & ~clear_bits) | set_bits on every mapped part of [start, end).
+
+        Splits at start and end, then merges what became identical (mm/mprotect.c:
+        mprotect_fixup() and mm/mlock.c: mlock_fixup() both go through vma_modify_flags()).
+        Holes are skipped: the callers check holes and Linux's partial-effect rules first.
+        Returns the VMAs covering the mapped parts afterwards.
+        """
+        self._check_range(start, end, "VmaTree.set_flags")
+        if set_bits & clear_bits:
+            raise ValueError(f"VmaTree.set_flags: bits {set_bits & clear_bits:#x} are both set and cleared")
+        if not self.find_intersection(start, end):
+            return []
+        self._split_at(start)
+        self._split_at(end)
+        lo = self._index_after(start)
+        hi = lo
+        while hi < len(self.vmas) and self.vmas[hi].start < end:
+            vma = self.vmas[hi]
+            vma.flags = (vma.flags & ~clear_bits) | set_bits
+            hi += 1
+        self._merge_around(lo - 1, hi)
+        return self.find_intersection(start, end)
+
+    # -- free-area search -----------------------------------------------------------
+    def _start_gap(self, vma: Vma) -> int:
+        """vm_start_gap(): a VM_GROWSDOWN VMA keeps stack_guard_gap free below it."""
+        if vma.flags & VM_GROWSDOWN:
+            return max(vma.start - (STACK_GUARD_GAP_PAGES << self.kernel_page_shift), 0)
+        return vma.start
+
+    def get_unmapped_area(self, length: int, hint: int = 0, align: int | None = None,
+                          *, high_limit: int | None = None) -> int:
+        """A free [addr, addr + length) top-down below mmap_base, or -ENOMEM.
+
+        mm/mmap.c: generic_get_unmapped_area_topdown(): a non-zero hint is page-aligned
+        and used if the range is free and inside [mmap_min_addr, TASK_SIZE); otherwise the
+        highest gap below high_limit (mm->mmap_base) that fits, then, as the kernel's
+        fallback, the lowest gap above mmap_base (the bottom-up search). `align` (a power
+        of two >= page_size) aligns the result, as vm_unmapped_area()'s align_mask does.
+        """
+        ps = self.page_size
+        if length <= 0 or not _aligned(length, ps):
+            raise ValueError(f"get_unmapped_area: length {length:#x} must be a positive multiple of {ps:#x}")
+        align = ps if align is None else align
+        if align < ps or align & (align - 1):
+            raise ValueError(f"get_unmapped_area: align {align:#x} must be a power of two >= {ps:#x}")
+        base = self.mmap_base if high_limit is None else high_limit
+        if length > self.task_size - self.mmap_min_addr:
+            return -errno.ENOMEM
+        if hint:
+            addr = -(-hint // ps) * ps
+            if (self.task_size - length >= addr >= self.mmap_min_addr and addr % align == 0
+                    and self._is_free(addr, addr + length)):
+                return addr
+        # gap i lies between VMA i-1 and VMA i: [gap_lo[i], gap_hi[i])
+        ends = np.array([0] + [v.end for v in self.vmas], dtype=np.int64)
+        starts = np.array([self._start_gap(v) for v in self.vmas] + [self.task_size], dtype=np.int64)
+        lo = np.maximum(ends, self.mmap_min_addr)
+        # top-down below base: highest aligned address in each gap clipped to base
+        hi_down = np.minimum(starts, base)
+        cand = (hi_down - length) // align * align
+        ok = (cand >= lo) & (hi_down - lo >= length)
+        if ok.any():
+            return int(cand[np.flatnonzero(ok)[-1]])
+        # bottom-up fallback from mmap_base (mm/mmap.c: the VM_UNMAPPED_AREA_TOPDOWN
+        # failure path retries with low_limit = TASK_UNMAPPED_BASE)
+        lo_up = np.maximum(lo, base)
+        cand = -(-lo_up // align) * align
+        ok = cand + length <= starts
+        if ok.any():
+            return int(cand[np.flatnonzero(ok)[0]])
+        return -errno.ENOMEM
+
+    def _is_free(self, start: int, end: int) -> bool:
+        i = self._index_after(start)
+        if i < len(self.vmas) and self._start_gap(self.vmas[i]) < end:
+            return False
+        return True
+
+    # -- debugging ------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise ValueError unless the tree is sorted, non-overlapping and aligned."""
+        ps, kps = self.page_size, self.kernel_page_size
+        for i, vma in enumerate(self.vmas):
+            if self._starts[i] != vma.start or vma.start >= vma.end:
+                raise ValueError(f"VmaTree: corrupt entry {i}: {vma!r}")
+            if i and self.vmas[i - 1].end > vma.start:
+                raise ValueError(f"VmaTree: {self.vmas[i - 1]!r} overlaps {vma!r}")
+            start_ok = _aligned(vma.start, ps) or (vma.flags & VM_PAD_ANON and _aligned(vma.start, kps))
+            nxt = self.vmas[i + 1] if i + 1 < len(self.vmas) else None
+            end_ok = _aligned(vma.end, ps) or (nxt is not None and nxt.start == vma.end
+                                               and nxt.flags & VM_PAD_ANON and _aligned(vma.end, kps))
+            if not (start_ok and end_ok):
+                raise ValueError(f"VmaTree: {vma!r} is not aligned to the process page size {ps:#x}")
