@@ -1,0 +1,332 @@
+"""The translation hardware: L1 dTLB, L2 TLB, walk cache, page-table lines in L1D/L2D.
+
+This is "the hardware" of the model (DESIGN.md: tlb.py); the kernel counterparts that
+define what it caches are:
+
+- arch/arm64/include/asm/pgtable-hwdef.h: PTE_CONT ("Contiguous range"), the hint that
+  lets the TLB hold a whole CONT_PTES run as one entry; PMD/PUD_TYPE_SECT block
+  descriptors, which a TLB also holds as one entry of the block size.
+- arch/arm64/mm/contpte.c: contpte_convert() flushes the TLB before folding/unfolding
+  because entries of the old and new size must never coexist; the model therefore
+  gives each address exactly one entry, of the size its final mapping has.
+
+Input: the final-state page-table walk of each access (a pgtable `Lookup`), so a page
+first touched during the run is simply a cold miss.  Output: counts.
+
+Entry key.  With tlb.coalesce_contig the entry of an access covers its mapping
+(shift = leaf_shift: a base page, a folded contpte run or a block); without, every entry
+is one base page of the walked geometry (shift = base_shift).  The tag is
+addr >> shift and the set is tag % sets.  The stored key is (tag << 6) | shift: shifts
+are < 64, so two entries of different sizes never compare equal even when their tags
+do (a 4K entry for page 0x10 and a 64K entry for run 0x10 share tag 0x10).
+
+Order of events per access (DESIGN.md "TLB defaults"):
+  L1 hit -> done.  L1 miss -> L2 lookup; L2 hit -> fill L1.  L2 miss -> walk, fill L2
+  and L1.  An access to a page that is not present: one L1 miss, one L2 miss, one walk
+  (as far as the table goes), no fill; the fault itself is modelled in memory.py.
+  Then the data access itself reads its physical line through L1D/L2D
+  (tlb.model_data_lines, default on), so page-table lines compete with data.
+
+Walk.  A walk reads the descriptors of the access top..leaf (desc_addr >= 0).  The walk
+cache holds table (non-leaf) descriptors keyed by their physical address; the walk is
+probed deepest level first and resumes just below the deepest hit, so a hit at the
+PMD level leaves one read.  Every descriptor read is a walk memory reference served by
+L1D, L2D or memory (64-byte lines, 8 descriptors each), and walk_cycles is the sum of
+the load-to-use latency of the level that served each read, plus the walk-cache
+lookup latency once per walk when a walk cache is configured.
+
+Pre-filter.  An access to the same TLB entry and the same data line as the previous
+(present) access hits L1 and L1D and leaves every replacement state unchanged (both
+entries are already the most recent), so such runs are collapsed with numpy before the
+sequential kernel (kernel_model/tlb_cache.py) sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import tlb_cache
+from .geometry import DESC_SIZE
+from .units import parse_size
+
+REPLACEMENT_POLICIES = ("lru", "fifo")
+
+# Shifts a leaf can have on arm64: a 4K page (12) up to a 16G contiguous 64K-granule
+# PMD run (34); LPA2/52-bit VA blocks stay below 52.
+MIN_SHIFT, MAX_SHIFT = 12, 52
+
+_TOP_KEYS = {"name", "replacement", "coalesce_contig", "l1", "l2", "walk_cache",
+             "l1d", "l2d", "line_size", "mem_latency", "model_data_lines"}
+
+
+def _int(value, what, *, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{what}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _section(cfg, key):
+    sec = cfg.get(key)
+    if not isinstance(sec, Mapping):
+        raise ValueError(f"tlb.{key}: expected a mapping such as "
+                         f"{{entries: 48, ways: 48, latency: 1}}, got {sec!r}")
+    return sec
+
+
+def _check_keys(sec, allowed, where):
+    unknown = set(sec) - set(allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    missing = set(allowed) - set(sec)
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {sorted(missing)}")
+
+
+@dataclass(frozen=True)
+class TlbLevel:
+    """A TLB-like structure of `entries` in sets of `ways` (ways == entries: fully
+    associative).  entries == 0 disables it (allowed for the walk cache only)."""
+
+    entries: int
+    ways: int
+    latency: int
+
+    @property
+    def sets(self) -> int:
+        return self.entries // self.ways if self.entries else 0
+
+    @classmethod
+    def from_cfg(cls, sec, where, *, allow_empty=False):
+        _check_keys(sec, ("entries", "ways", "latency"), where)
+        entries = _int(sec["entries"], f"{where}.entries", minimum=0 if allow_empty else 1)
+        ways = _int(sec["ways"], f"{where}.ways", minimum=1)
+        latency = _int(sec["latency"], f"{where}.latency")
+        if entries and (ways > entries or entries % ways):
+            raise ValueError(f"{where}: entries ({entries}) must be a multiple of ways ({ways}); "
+                             f"use ways == entries for a fully associative structure")
+        return cls(entries, ways, latency)
+
+
+@dataclass(frozen=True)
+class DataCache:
+    """A physically indexed data cache: `size` bytes in sets of `ways` lines."""
+
+    size: int
+    ways: int
+    latency: int
+    line_size: int
+
+    @property
+    def lines(self) -> int:
+        return self.size // self.line_size
+
+    @property
+    def sets(self) -> int:
+        return self.lines // self.ways
+
+    @classmethod
+    def from_cfg(cls, sec, where, line_size):
+        _check_keys(sec, ("size", "ways", "latency"), where)
+        size = parse_size(sec["size"], what=f"{where}.size")
+        ways = _int(sec["ways"], f"{where}.ways", minimum=1)
+        latency = _int(sec["latency"], f"{where}.latency")
+        if size == 0 or size % (line_size * ways):
+            raise ValueError(f"{where}: size ({size}) must be a positive multiple of "
+                             f"line_size * ways ({line_size} * {ways})")
+        return cls(size, ways, latency, line_size)
+
+
+@dataclass(frozen=True)
+class TlbConfig:
+    """cfg.tlb as the model uses it (conf/tlb/*.yaml documents each key)."""
+
+    name: str
+    replacement: str
+    coalesce_contig: bool
+    l1: TlbLevel
+    l2: TlbLevel
+    walk_cache: TlbLevel
+    l1d: DataCache
+    l2d: DataCache
+    line_size: int
+    mem_latency: int
+    model_data_lines: bool = True
+
+    @property
+    def line_shift(self) -> int:
+        return self.line_size.bit_length() - 1
+
+    @classmethod
+    def from_cfg(cls, cfg_tlb) -> "TlbConfig":
+        """Build from the tlb config group (a dict or an OmegaConf DictConfig).
+
+        Every key of conf/tlb/neoverse_n1.yaml is required; model_data_lines is
+        optional (default true).
+        """
+        if hasattr(cfg_tlb, "_metadata"):  # an OmegaConf node
+            from omegaconf import OmegaConf
+            cfg_tlb = OmegaConf.to_container(cfg_tlb, resolve=True)
+        if not isinstance(cfg_tlb, Mapping):
+            raise ValueError(f"tlb: expected a mapping (the tlb config group), got {cfg_tlb!r}")
+        unknown = set(cfg_tlb) - _TOP_KEYS
+        if unknown:
+            raise ValueError(f"tlb: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+        missing = _TOP_KEYS - {"model_data_lines"} - set(cfg_tlb)
+        if missing:
+            raise ValueError(f"tlb: missing key(s) {sorted(missing)} (see conf/tlb/neoverse_n1.yaml)")
+        replacement = cfg_tlb["replacement"]
+        if replacement not in REPLACEMENT_POLICIES:
+            raise ValueError(f"tlb.replacement: {replacement!r} is not allowed; "
+                             f"allowed: {', '.join(REPLACEMENT_POLICIES)}")
+        for flag in ("coalesce_contig", "model_data_lines"):
+            if flag in cfg_tlb and not isinstance(cfg_tlb[flag], bool):
+                raise ValueError(f"tlb.{flag}: expected true or false, got {cfg_tlb[flag]!r}")
+        line_size = _int(cfg_tlb["line_size"], "tlb.line_size", minimum=DESC_SIZE)
+        if line_size & (line_size - 1):
+            raise ValueError(f"tlb.line_size: {line_size} is not a power of two")
+        return cls(
+            name=str(cfg_tlb["name"]),
+            replacement=replacement,
+            coalesce_contig=cfg_tlb["coalesce_contig"],
+            l1=TlbLevel.from_cfg(_section(cfg_tlb, "l1"), "tlb.l1"),
+            l2=TlbLevel.from_cfg(_section(cfg_tlb, "l2"), "tlb.l2"),
+            walk_cache=TlbLevel.from_cfg(_section(cfg_tlb, "walk_cache"), "tlb.walk_cache",
+                                         allow_empty=True),
+            l1d=DataCache.from_cfg(_section(cfg_tlb, "l1d"), "tlb.l1d", line_size),
+            l2d=DataCache.from_cfg(_section(cfg_tlb, "l2d"), "tlb.l2d", line_size),
+            line_size=line_size,
+            mem_latency=_int(cfg_tlb["mem_latency"], "tlb.mem_latency"),
+            model_data_lines=cfg_tlb.get("model_data_lines", True),
+        )
+
+
+def _lookup_arrays(addrs, lookup):
+    """Validated (addrs, present, pfn, base_shift, leaf_shift, desc) from a Lookup."""
+    addrs = np.asarray(addrs)
+    if addrs.ndim != 1 or not np.issubdtype(addrs.dtype, np.integer):
+        raise ValueError(f"simulate_tlb: addrs must be a 1-D integer array, got "
+                         f"shape {addrs.shape} dtype {addrs.dtype}")
+    addrs = addrs.astype(np.int64, copy=False)
+    n = addrs.shape[0]
+    if n and addrs.min() < 0:
+        raise ValueError("simulate_tlb: addrs must be non-negative virtual addresses")
+    arrays = {}
+    for name in ("present", "pfn", "base_shift", "leaf_shift", "desc_addr"):
+        if not hasattr(lookup, name):
+            raise ValueError(f"simulate_tlb: lookup has no field {name!r} (a pgtable Lookup is expected)")
+        arrays[name] = np.asarray(getattr(lookup, name))
+        if arrays[name].shape[:1] != (n,):
+            raise ValueError(f"simulate_tlb: lookup.{name} has {arrays[name].shape[:1]} rows, "
+                             f"addrs has {n}; look up exactly the accessed addresses")
+    desc = arrays["desc_addr"]
+    if desc.ndim != 2 or desc.shape[1] < 1:
+        raise ValueError(f"simulate_tlb: lookup.desc_addr must be int64[n, levels], got shape {desc.shape}")
+    desc = np.ascontiguousarray(desc, dtype=np.int64)
+    present = arrays["present"].astype(np.bool_, copy=False)
+    pfn = arrays["pfn"].astype(np.int64, copy=False)
+    base_shift = arrays["base_shift"].astype(np.int64)
+    leaf_shift = arrays["leaf_shift"].astype(np.int64)
+    if present.any():
+        bs, ls = base_shift[present], leaf_shift[present]
+        if bs.min() < MIN_SHIFT or ls.max() > MAX_SHIFT or (ls < bs).any():
+            raise ValueError(f"simulate_tlb: present accesses need {MIN_SHIFT} <= base_shift <= "
+                             f"leaf_shift <= {MAX_SHIFT}; got base_shift {bs.min()}..{bs.max()}, "
+                             f"leaf_shift {ls.min()}..{ls.max()}")
+        if pfn[present].min() < 0:
+            raise ValueError("simulate_tlb: a present access has pfn -1")
+    return addrs, present, pfn, base_shift, leaf_shift, desc
+
+
+def tlb_entry_keys(addrs, present, base_shift, leaf_shift, coalesce_contig):
+    """The TLB entry key of each access: (addr >> shift) << 6 | shift, -1 if not present."""
+    shift = leaf_shift if coalesce_contig else base_shift
+    shift = np.where(present, shift, 0)
+    keys = ((addrs >> shift) << 6) | shift
+    keys[~present] = -1
+    return keys
+
+
+def data_lines(addrs, present, pfn, kernel_page_shift, line_shift):
+    """Physical line of each access, (pfn << PAGE_SHIFT | offset) >> line_shift; -1 if not present."""
+    offset = addrs & ((1 << kernel_page_shift) - 1)
+    lines = ((np.where(present, pfn, 0) << kernel_page_shift) | offset) >> line_shift
+    lines[~present] = -1
+    return lines
+
+
+def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None) -> dict:
+    """Translate the access stream `addrs` whose final-state walks are `lookup`.
+
+    kernel_page_shift: the kernel's PAGE_SHIFT (the unit of lookup.pfn); needed to
+    place data lines when cfg.model_data_lines.  is_write: optional bool[n]; reads and
+    writes translate alike (the caches are write-allocate), so it only feeds
+    tlb_write_accesses.
+
+    Returns ints: accesses, l1_tlb_misses, l2_tlb_misses, walks, walk_mem_refs,
+    walk_cycles (DESIGN.md metrics) and extras prefixed tlb_: walk_cache_hits,
+    pgtable_l1d_misses, pgtable_l2d_misses (page-table lines not in L1D / L2D),
+    data_l1d_misses, data_l2d_misses, not_present, write_accesses, and tlb_cycles =
+    accesses * l1.latency + l1_tlb_misses * l2.latency + walk_cycles.
+    """
+    if not isinstance(cfg, TlbConfig):
+        raise ValueError(f"simulate_tlb: cfg must be a TlbConfig (TlbConfig.from_cfg(cfg.tlb)), got {type(cfg).__name__}")
+    addrs, present, pfn, base_shift, leaf_shift, desc = _lookup_arrays(addrs, lookup)
+    n = addrs.shape[0]
+    writes = 0
+    if is_write is not None:
+        is_write = np.asarray(is_write)
+        if is_write.shape != (n,):
+            raise ValueError(f"simulate_tlb: is_write must have shape ({n},), got {is_write.shape}")
+        writes = int(np.count_nonzero(is_write))
+
+    keys = tlb_entry_keys(addrs, present, base_shift, leaf_shift, cfg.coalesce_contig)
+    if cfg.model_data_lines:
+        if kernel_page_shift is None:
+            raise ValueError("simulate_tlb: pass kernel_page_shift= (the kernel's PAGE_SHIFT, the unit "
+                             "of lookup.pfn) to place data lines, or set tlb.model_data_lines: false")
+        kps = _int(kernel_page_shift, "kernel_page_shift", minimum=MIN_SHIFT)
+        lines = data_lines(addrs, present, pfn, kps, cfg.line_shift)
+    else:
+        lines = np.full(n, -1, dtype=np.int64)
+
+    # Collapse repeats: same entry, same line, both present (see the module doc).
+    keep = np.ones(n, dtype=np.bool_)
+    if n > 1:
+        keep[1:] = ~(present[1:] & present[:-1] & (keys[1:] == keys[:-1]) & (lines[1:] == lines[:-1]))
+    rows = np.flatnonzero(keep)
+
+    wc = cfg.walk_cache
+    out = tlb_cache.tlb_run(
+        keys[rows], present[rows], rows, desc, lines[rows],
+        cfg.l1.sets, cfg.l1.ways, cfg.l2.sets, cfg.l2.ways, wc.sets, wc.ways,
+        cfg.replacement == "lru",
+        cfg.l1d.sets, cfg.l1d.ways, cfg.l2d.sets, cfg.l2d.ways,
+        wc.latency, cfg.l1d.latency, cfg.l2d.latency, cfg.mem_latency)
+    c = tlb_cache
+    res = {
+        "accesses": n,
+        "l1_tlb_misses": int(out[c.C_L1_MISS]),
+        "l2_tlb_misses": int(out[c.C_L2_MISS]),
+        "walks": int(out[c.C_WALKS]),
+        "walk_mem_refs": int(out[c.C_WALK_REFS]),
+        "walk_cycles": int(out[c.C_WALK_CYCLES]),
+        "tlb_walk_cache_hits": int(out[c.C_WC_HITS]),
+        "tlb_pgtable_l1d_misses": int(out[c.C_PT_L1D_MISS]),
+        "tlb_pgtable_l2d_misses": int(out[c.C_PT_L2D_MISS]),
+        "tlb_data_l1d_misses": int(out[c.C_DATA_L1D_MISS]),
+        "tlb_data_l2d_misses": int(out[c.C_DATA_L2D_MISS]),
+        "tlb_not_present": int(n - np.count_nonzero(present)),
+        "tlb_write_accesses": writes,
+    }
+    res["tlb_cycles"] = (n * cfg.l1.latency + res["l1_tlb_misses"] * cfg.l2.latency
+                         + res["walk_cycles"])
+    return res
+
+
+__all__ = ["TlbConfig", "TlbLevel", "DataCache", "simulate_tlb", "tlb_entry_keys", "data_lines",
+           "REPLACEMENT_POLICIES"]
