@@ -2,7 +2,8 @@
 
 Field names are those of sweep/schema.py (the `workload` group); the defaults here
 apply when a caller passes a partial dict (tests, the Python API). Every error names
-the field and says what a valid value looks like.
+the field and says what a valid value looks like. Defaults equal sweep/schema.py's
+WorkloadConf, so a partial dict means what the same partial config group means.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ class WorkloadConfig:
     kind: str = "synthetic"
     pattern: str = "uniform"
     working_set: int = 64 << 20
-    accesses: int = 1_000_000
+    accesses: int = 200_000
     write_ratio: float = 0.3
     stride: int = 4096
     zipf_alpha: float = 1.0
     path: str | None = None
     max_files: int | None = None  # None or 0: no cap
-    nr_small_files: int = 100
+    nr_small_files: int = 0
     small_file_median: int = 2048
     small_file_sigma: float = 1.0
-    nr_large_files: int = 2
+    nr_large_files: int = 0
     large_file_size: int = 8 << 20
-    mmap_fraction: float = 0.5
+    mmap_fraction: float = 0.0
     large_folio_fs: bool = True
     processes: int = 1
 

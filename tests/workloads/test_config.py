@@ -74,3 +74,13 @@ def test_every_conf_workload_builds():
         if cfg["kind"] == "trace":
             cfg["path"] = str(conf.parents[1] / cfg["path"])
         assert build(cfg, seed=0).name == p.stem
+
+
+def test_defaults_equal_the_sweep_schema():
+    from dataclasses import asdict, fields
+
+    from sweep.schema import WorkloadConf
+    from workloads.config import WorkloadConfig
+
+    assert [f.name for f in fields(WorkloadConf)] == [f.name for f in fields(WorkloadConfig)]
+    assert parse_workload_config(asdict(WorkloadConf())) == parse_workload_config({})
