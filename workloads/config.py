@@ -40,6 +40,8 @@ class WorkloadConfig:
     mmap_fraction: float = 0.0
     large_folio_fs: bool = True
     processes: int = 1
+    mlock_fraction: float = 0.0  # of each large file's pages, mlocked by a holder process
+    pin_fraction: float = 0.0  # of each large file's pages, long-term pinned by a holder
 
     def describe(self) -> dict:
         """The fields that matter for this kind, sizes spelled as configs spell them."""
@@ -50,12 +52,12 @@ class WorkloadConfig:
             "elf_tree": ("path", "max_files"),
             "file_set": (
                 "nr_small_files", "small_file_median", "small_file_sigma", "nr_large_files",
-                "large_file_size", "mmap_fraction", "large_folio_fs",
+                "large_file_size", "mmap_fraction", "large_folio_fs", "mlock_fraction", "pin_fraction",
             ),
             "mixed": (
                 "pattern", "working_set", "accesses", "write_ratio", "zipf_alpha", "nr_small_files",
                 "small_file_median", "small_file_sigma", "nr_large_files", "large_file_size",
-                "mmap_fraction", "large_folio_fs", "processes",
+                "mmap_fraction", "large_folio_fs", "processes", "mlock_fraction", "pin_fraction",
             ),
         }[self.kind]
         out = {"name": self.name, "kind": self.kind}
@@ -123,7 +125,7 @@ def parse_workload_config(wcfg) -> WorkloadConfig:
     out["processes"] = _int("processes", out["processes"], minimum=1)
     if out["max_files"] is not None:
         out["max_files"] = _int("max_files", out["max_files"]) or None
-    for key in ("write_ratio", "mmap_fraction"):
+    for key in ("write_ratio", "mmap_fraction", "mlock_fraction", "pin_fraction"):
         out[key] = _fraction(key, out[key])
     for key in ("zipf_alpha", "small_file_sigma"):
         value = out[key]

@@ -2,10 +2,14 @@
 
 file_set   nr_small_files configuration files, sizes lognormal (median
            small_file_median, sigma small_file_sigma; at least 1 byte), each created
-           and read whole with read(); then nr_large_files of large_file_size, each
-           created, mmapped private read-only as region "large<j>" and touched on a
-           seeded sorted sample of round(mmap_fraction * pages) of its 4K pages (one
-           load at each page's start). large_folio_fs sets CreateFile.large_folios.
+           and read whole with read(); then nr_large_files of large_file_size are
+           created, and each is mmapped private read-only as region "large<j>" and
+           touched on a seeded sorted sample of round(mmap_fraction * pages) of its 4K
+           pages (one load at each page's start). large_folio_fs sets
+           CreateFile.large_folios. With mlock_fraction or pin_fraction > 0, a holder
+           process at the kernel page size first maps every large file and mlocks /
+           long-term pins the first round(fraction * pages) of its pages (see
+           holder_phases); the mapping process is then forked and exec'd from it.
 file_tree  every regular file under workload.path (no symlink following), in sorted
            walk order, becomes CreateFile(size from lstat) + ReadFile.
 elf_tree   every regular file under workload.path that starts with the ELF magic
@@ -30,7 +34,7 @@ import numpy as np
 from kernel_model.mm_types import PROT_READ
 from workloads.base import Workload
 from workloads.config import WORKLOAD_PAGE
-from workloads.phases import ACCESS_CHUNK, Access, CreateFile, LoadElf, MmapFile, ReadFile
+from workloads.phases import ACCESS_CHUNK, Access, CreateFile, Exec, Fork, LoadElf, Mlock, MmapFile, Pin, ReadFile
 
 # include/uapi/linux/elf.h: ELFMAG "\177ELF", SELFMAG 4; fs/binfmt_elf.c:
 # load_elf_binary() rejects a file whose e_ident does not start with it.
@@ -46,11 +50,17 @@ def lognormal_sizes(rng: np.random.Generator, n: int, median: int, sigma: float)
     return np.maximum(sizes, 1)
 
 
+def fraction_of_pages(size: int, fraction: float) -> int:
+    """round-half-up(fraction * pages) of a file of `size` bytes in 4K pages (the last
+    page may be partial)."""
+    return math.floor(fraction * -(-size // WORKLOAD_PAGE) + 0.5)
+
+
 def touched_pages(rng: np.random.Generator, size: int, fraction: float) -> np.ndarray:
-    """A sorted seeded sample, without repeats, of round-half-up(fraction * pages) of the
-    4K pages of a file of `size` bytes (its last page may be partial)."""
+    """A sorted seeded sample, without repeats, of fraction_of_pages(size, fraction) of
+    the 4K pages of a file of `size` bytes."""
     nr_pages = -(-size // WORKLOAD_PAGE)
-    nr = math.floor(fraction * nr_pages + 0.5)
+    nr = fraction_of_pages(size, fraction)
     return np.sort(rng.choice(nr_pages, size=nr, replace=False)).astype(np.int64)
 
 
@@ -73,6 +83,31 @@ def large_file_paths(cfg) -> list[str]:
     return [f"{LARGE_DIR}/{j:03d}.dat" for j in range(cfg.nr_large_files)]
 
 
+def has_holder(cfg) -> bool:
+    return bool(cfg.nr_large_files) and (cfg.mlock_fraction > 0 or cfg.pin_fraction > 0)
+
+
+def holder_phases(cfg, paths):
+    """The pagecache_policy hazards (David/Jan in the thread): a process at the kernel
+    page size maps each large file ("held<j>") and mlocks (mm/mlock.c) and/or
+    long-term pins (mm/gup.c, FOLL_LONGTERM) its first fraction of pages, so their
+    small folios cannot be dropped when a larger-page process maps the file later.
+    The holder stays alive: later processes are forked from it and exec'd, and
+    neither fork (dup_mmap() clears VM_LOCKED_MASK, kernel/fork.c) nor exec carries
+    the locks, so they stay the holder's."""
+    if not has_holder(cfg):
+        return
+    yield Fork()
+    yield Exec("kernel")
+    for j, path in enumerate(paths):
+        region = f"held{j}"
+        yield MmapFile(region, path, PROT_READ, shared=False)
+        for fraction, phase in ((cfg.mlock_fraction, Mlock), (cfg.pin_fraction, Pin)):
+            nr = fraction_of_pages(cfg.large_file_size, fraction)
+            if nr:
+                yield phase(region, 0, min(nr * WORKLOAD_PAGE, cfg.large_file_size))
+
+
 class FileSetWorkload(Workload):
     def __init__(self, cfg, seed):
         super().__init__(cfg, seed)
@@ -83,9 +118,15 @@ class FileSetWorkload(Workload):
         cfg = self.cfg
         rng = np.random.Generator(np.random.PCG64(self.seed))
         yield from small_file_phases(cfg, rng)
-        for j, path in enumerate(large_file_paths(cfg)):
-            region = f"large{j}"
+        paths = large_file_paths(cfg)
+        for path in paths:
             yield CreateFile(path, cfg.large_file_size, large_folios=cfg.large_folio_fs)
+        if has_holder(cfg):
+            yield from holder_phases(cfg, paths)
+            yield Fork()
+            yield Exec(None)
+        for j, path in enumerate(paths):
+            region = f"large{j}"
             yield MmapFile(region, path, PROT_READ, shared=False)
             yield from file_touch_phases(region, touched_pages(rng, cfg.large_file_size, cfg.mmap_fraction))
 

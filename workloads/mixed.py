@@ -6,7 +6,9 @@ workers run, each forked from the previous process and exec'd (Fork, Exec(None))
 earlier processes stay alive, as a pipeline's do, so their memory stays counted. Each
 worker maps every library private read+exec and touches its seeded sample of pages
 (mmap_fraction), maps its own anonymous working set (region "anon") and makes
-`accesses` accesses of the configured pattern there.
+`accesses` accesses of the configured pattern there. With mlock_fraction or
+pin_fraction > 0 the workers are forked from a holder (workloads/files.py:
+holder_phases) that locks or pins part of every library first.
 
 Randomness: one Generator(PCG64(seed)) drawn in phase order: the small-file sizes,
 then per worker its library samples and its access stream.
@@ -18,7 +20,7 @@ import numpy as np
 
 from kernel_model.mm_types import PROT_EXEC, PROT_READ, PROT_WRITE
 from workloads.base import Workload
-from workloads.files import file_touch_phases, large_file_paths, small_file_phases, touched_pages
+from workloads.files import file_touch_phases, holder_phases, large_file_paths, small_file_phases, touched_pages
 from workloads.phases import MAP_ANONYMOUS, MAP_PRIVATE, CreateFile, Exec, Fork, Map, MmapFile
 from workloads.synthetic import AccessStream
 
@@ -36,6 +38,7 @@ class MixedWorkload(Workload):
         libs = large_file_paths(cfg)
         for path in libs:
             yield CreateFile(path, cfg.large_file_size, large_folios=cfg.large_folio_fs)
+        yield from holder_phases(cfg, libs)
         stream = AccessStream.from_config(cfg)
         for _ in range(cfg.processes):
             yield Fork()

@@ -128,6 +128,27 @@ class MmapFile:
 
 
 @dataclass(frozen=True)
+class Mlock:
+    """mlock(2) of [offset, offset + length) of `region` (all of it when length is None):
+    its pages are faulted in and stay resident while mapped (mm/mlock.c)."""
+
+    region: str
+    offset: int = 0
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A long-term pin of the pages of [offset, offset + length) of `region` (all of it
+    when length is None), as pin_user_pages(FOLL_LONGTERM) takes for DMA or io_uring
+    fixed buffers (mm/gup.c); the folios stay pinned while the process lives."""
+
+    region: str
+    offset: int = 0
+    length: int | None = None
+
+
+@dataclass(frozen=True)
 class Fork:
     """fork(): the child becomes the current process."""
 
@@ -135,7 +156,8 @@ class Fork:
 @dataclass(frozen=True)
 class Exec:
     """execve() in the current process with this personality page size ("4K", "16K",
-    "64K"), or the configured process.page_size when None."""
+    "64K", or "kernel" for the kernel's page size), or the configured
+    process.page_size when None."""
 
     page_size: str | None = None
 
@@ -147,4 +169,4 @@ class LoadElf:
     path: str
 
 
-PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Fork, Exec, LoadElf)
+PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, Fork, Exec, LoadElf)

@@ -135,3 +135,38 @@ def test_elf_tree_loads_elf_files_only(tree):
     assert list(w.phases()) == [LoadElf(f"{tree}/sub/true")]
     assert (w.non_elf, w.skipped) == (6, 0)
     assert w.describe()["non_elf"] == 6
+
+
+def test_file_set_holder_mlocks_and_pins_before_the_mapping_process():
+    from workloads.phases import Exec, Fork, Mlock, Pin
+
+    cfg = {
+        "kind": "file_set", "nr_large_files": 2, "large_file_size": "10K", "mmap_fraction": 1.0,
+        "mlock_fraction": 0.5, "pin_fraction": 0.2,
+    }
+    a, b = "/pagesweep/large/000.dat", "/pagesweep/large/001.dat"
+    # 10K = 3 pages (last partial): mlock round(1.5) = 2 pages = 8K; pin round(0.6) = 1 page
+    assert list(build(cfg, seed=0).phases()) == [
+        CreateFile(a, 10240), CreateFile(b, 10240),
+        Fork(), Exec("kernel"),
+        MmapFile("held0", a, PROT_READ), Mlock("held0", 0, 8192), Pin("held0", 0, 4096),
+        MmapFile("held1", b, PROT_READ), Mlock("held1", 0, 8192), Pin("held1", 0, 4096),
+        Fork(), Exec(None),
+        MmapFile("large0", a, PROT_READ), Access("large0", [0, 4096, 8192], [False] * 3),
+        MmapFile("large1", b, PROT_READ), Access("large1", [0, 4096, 8192], [False] * 3),
+    ]
+
+
+def test_holder_lock_length_clipped_to_file_size():
+    from workloads.phases import Mlock
+
+    cfg = {"kind": "file_set", "nr_large_files": 1, "large_file_size": 5000, "mlock_fraction": 1.0}
+    locks = [p for p in build(cfg, seed=0).phases() if isinstance(p, Mlock)]
+    assert locks == [Mlock("held0", 0, 5000)]
+
+
+def test_no_holder_without_large_files():
+    cfg = {"kind": "file_set", "nr_small_files": 1, "small_file_sigma": 0.0, "pin_fraction": 1.0}
+    assert list(build(cfg, seed=0).phases()) == [
+        CreateFile("/pagesweep/small/00000.conf", 2048), ReadFile("/pagesweep/small/00000.conf"),
+    ]
