@@ -58,30 +58,32 @@ def parse_lackey_lines(buf: bytes, *, path: str = "<buffer>", first_line: int = 
     `buf` holds complete lines (a final line without newline is accepted);
     `first_line` is the number of lines of the file before it, for error messages.
 
-    Only two passes touch every byte (finding line ends); the data lines are then
-    gathered into an (n, width) byte matrix, width = the longest data line (at most
-    _MAX_LINE), and checked and decoded column by column.
+    Byte-wide passes find the line ends and the data-line starts (a newline, a space,
+    then L, S or M); only the data lines are then gathered into an (n, width) byte
+    matrix, width = the longest data line (at most _MAX_LINE), and checked and decoded
+    column by column.
     """
     if not buf:
         return np.empty(0, np.int64), np.empty(0, np.bool_)
     if not buf.endswith(b"\n"):
         buf += b"\n"
-    a = np.frombuffer(buf + b"\0\0", dtype=np.uint8)  # padding: a[start + 1] is always in range
-    ends = np.flatnonzero(a == ord("\n"))
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    cr = (a[np.maximum(ends - 1, 0)] == ord("\r")) & (ends > starts)  # CRLF files
-    ends = ends - cr
-
-    kind = _KIND[a[starts + 1]]
-    data = np.flatnonzero((a[starts] == ord(" ")) & (kind != 0))
-    s = starts[data]
-    length = ends[data] - s
+    # a[0] is a sentinel newline so that every line start follows a newline; two bytes
+    # of padding keep a[start + 1] in range.
+    a = np.frombuffer(b"\n" + buf + b"\0\0", dtype=np.uint8)
+    is_nl = a == ord("\n")
+    newlines = np.flatnonzero(is_nl)  # newlines[k] ends line k - 1 (k >= 1)
+    head = is_nl[:-2] & (a[1:-1] == ord(" ")) & (_KIND[a[2:]] != 0)
+    s = np.flatnonzero(head) + 1  # data line starts
+    line = np.searchsorted(newlines, s) - 1  # 0-based line number in buf
+    e = newlines[line + 1]
+    e -= (a[e - 1] == ord("\r")) & (e - 1 > s)  # CRLF files
+    is_write = _KIND[a[s + 1]] == 2
+    length = e - s
     width = int(min(length.max(initial=0), _MAX_LINE))
     col = np.arange(width)
     inline = col < length[:, None]
-    m = np.where(inline, a[np.minimum(s[:, None] + col, len(a) - 1)], 0)  # (n, width) bytes
+    m = a.take(s[:, None] + col, mode="clip")  # (n, width) bytes of the data lines
+    m *= inline  # zero past each line's end
 
     is_comma = m == ord(",")
     comma = np.where(is_comma.any(axis=1), is_comma.argmax(axis=1), width)
@@ -98,20 +100,20 @@ def parse_lackey_lines(buf: bytes, *, path: str = "<buffer>", first_line: int = 
         & ~(in_addr & (hexval == 255)).any(axis=1)
         & ~(in_size & (_NOT_DIGIT[m] != 0)).any(axis=1)
     )
-    value = np.zeros(len(data), dtype=np.uint64)
+    value = np.zeros(len(s), dtype=np.uint64)
     for j in range(3, min(width, 3 + _MAX_HEX_DIGITS)):  # Horner over the address columns
         take = ok & in_addr[:, j]
         value = np.where(take, (value << np.uint64(4)) | hexval[:, j].astype(np.uint64), value)
     ok &= value <= _INT64_MAX
 
     if not ok.all():
-        line = int(data[np.flatnonzero(~ok)[0]])
-        text = buf[int(starts[line]): int(ends[line])].decode("latin-1")
+        bad = int(np.flatnonzero(~ok)[0])
+        text = buf[int(s[bad]) - 1: int(e[bad]) - 1].decode("latin-1")
         raise ValueError(
-            f"{path}:{first_line + line + 1}: malformed lackey data line {text!r}; "
+            f"{path}:{first_line + int(line[bad]) + 1}: malformed lackey data line {text!r}; "
             f"expected ' L|S|M <hex address>,<decimal size>' with an address below 2**63"
         )
-    return value.astype(np.int64), kind[data] == 2
+    return value.astype(np.int64), is_write
 
 
 def _open_text(path: str):
