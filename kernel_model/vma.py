@@ -121,9 +121,20 @@ class VmaTree:
         return i + 1
 
     # -- validation ---------------------------------------------------------------
-    def _check_range(self, start: int, end: int, what: str) -> None:
+    def _is_boundary(self, addr: int) -> bool:
+        """addr is the start or end of an existing VMA (no split needed there)."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self.vmas[i].start == addr:
+            return True
+        return i >= 0 and self.vmas[i].end == addr
+
+    def _check_range(self, start: int, end: int, what: str, *, existing: bool = False) -> None:
+        """Both ends aligned to the process page; with existing=True an end may instead be an
+        existing VMA boundary (the EOF-overhang pair's kernel-page boundary)."""
         ps = self.page_size
-        if not (_aligned(start, ps) and _aligned(end, ps)):
+        ok_start = _aligned(start, ps) or (existing and self._is_boundary(start))
+        ok_end = _aligned(end, ps) or (existing and self._is_boundary(end))
+        if not (ok_start and ok_end):
             raise ValueError(f"{what}: [{start:#x}, {end:#x}) is not aligned to the process page size "
                              f"{ps:#x}; round the range to process pages first")
         if not 0 <= start < end <= self.task_size:
@@ -219,7 +230,7 @@ class VmaTree:
         Returns the removed pieces in address order (do_vmi_align_munmap() gathers them
         the same way before unmap_region()). Unmapped gaps inside the range are ignored.
         """
-        self._check_range(start, end, "VmaTree.unmap")
+        self._check_range(start, end, "VmaTree.unmap", existing=True)
         self._split_at(start)
         self._split_at(end)
         lo = self._index_after(start)
@@ -239,7 +250,7 @@ class VmaTree:
         Holes are skipped: the callers check holes and Linux's partial-effect rules first.
         Returns the VMAs covering the mapped parts afterwards.
         """
-        self._check_range(start, end, "VmaTree.set_flags")
+        self._check_range(start, end, "VmaTree.set_flags", existing=True)
         if set_bits & clear_bits:
             raise ValueError(f"VmaTree.set_flags: bits {set_bits & clear_bits:#x} are both set and cleared")
         if not self.find_intersection(start, end):
@@ -256,7 +267,7 @@ class VmaTree:
         return self.find_intersection(start, end)
 
     # -- free-area search -----------------------------------------------------------
-    def _start_gap(self, vma: Vma) -> int:
+    def vm_start_gap(self, vma: Vma) -> int:
         """vm_start_gap(): a VM_GROWSDOWN VMA keeps stack_guard_gap free below it."""
         if vma.flags & VM_GROWSDOWN:
             return max(vma.start - (STACK_GUARD_GAP_PAGES << self.kernel_page_shift), 0)
@@ -288,7 +299,7 @@ class VmaTree:
                 return addr
         # gap i lies between VMA i-1 and VMA i: [gap_lo[i], gap_hi[i])
         ends = np.array([0] + [v.end for v in self.vmas], dtype=np.int64)
-        starts = np.array([self._start_gap(v) for v in self.vmas] + [self.task_size], dtype=np.int64)
+        starts = np.array([self.vm_start_gap(v) for v in self.vmas] + [self.task_size], dtype=np.int64)
         lo = np.maximum(ends, self.mmap_min_addr)
         # top-down below base: highest aligned address in each gap clipped to base
         hi_down = np.minimum(starts, base)
@@ -307,7 +318,7 @@ class VmaTree:
 
     def _is_free(self, start: int, end: int) -> bool:
         i = self._index_after(start)
-        if i < len(self.vmas) and self._start_gap(self.vmas[i]) < end:
+        if i < len(self.vmas) and self.vm_start_gap(self.vmas[i]) < end:
             return False
         return True
 
