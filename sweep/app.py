@@ -1,0 +1,248 @@
+"""The sweep driver: plan, print, execute, write, summarise.
+
+``run_sweep`` is shared by the Hydra app (``python -m sweep``, sweep/__main__.py) and
+by ``run(overrides)``, the in-process entry for tests and benchmarks. Exit codes:
+0 all ran cells ok (or nothing to run), 1 some cell failed, 2 the config is invalid
+(nothing written), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib.metadata
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, open_dict
+
+from sweep.execute import RaySession, execute_ray, execute_serial, import_cell_fn
+from sweep.plan import Plan, expand
+from sweep.results import CellWriter, flatten_config, ok_cell_keys, repair, to_json, utcnow, write_run
+from sweep.schema import ConfigError, register_configs
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+PACKAGES = ("pagesweep", "numpy", "numba", "ray", "pyarrow", "duckdb", "hydra-core", "omegaconf")
+
+
+def model_version() -> str:
+    """kernel_model.MODEL_VERSION, else the pagesweep distribution's version."""
+    try:
+        import kernel_model
+
+        version = getattr(kernel_model, "MODEL_VERSION", None)
+        if version:
+            return str(version)
+    except ImportError:
+        pass
+    try:
+        return importlib.metadata.version("pagesweep")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    """HEAD of the checkout holding this package, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CONF_DIR.parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> str:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return to_json(versions)
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment: str,
+              is_group, config_loader=None, out=sys.stdout) -> int:
+    """Plan, validate and run every cell of ``cfg``; return the exit code."""
+    try:
+        import_cell_fn(str(cfg.cell_fn))
+        plan = expand(cfg, overrides, compose, experiment=experiment, model_version=model_version(),
+                      is_group=is_group, config_loader=config_loader)
+    except ConfigError as e:
+        _err(str(e))
+        return 2
+    root = Path(str(cfg.results.dir))
+    sw = cfg.sweep
+    if not sw.force and plan.cells:
+        repair(root)
+        plan.done = ok_cell_keys(root, {c.cell_key for c in plan.cells})
+    print(plan.summary(), file=out, flush=True)
+    if sw.dry_run:
+        for cell in plan.cells:
+            state = "done" if cell.cell_key in plan.done else "run "
+            print(f"  {state} {cell.cell_key[:12]} {cell.label}", file=out)
+        return 0
+    return _execute(cfg, plan, list(overrides), root, out)
+
+
+def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> int:
+    started = utcnow()
+    run_id = new_run_id(started)
+    date = started.strftime("%Y-%m-%d")
+    to_run = plan.to_run
+    record = dict(run_id=run_id, experiment=plan.experiment, overrides=to_json(overrides),
+                  executor=str(cfg.executor), cells_planned=len(plan.cells),
+                  cells_done_before=len(plan.cells) - len(to_run), cells_to_run=len(to_run),
+                  cells_ok=0, cells_failed=0, cells_skipped=len(plan.skipped),
+                  cells_excluded=plan.excluded, status="running", exit_status=None,
+                  started_at=started, finished_at=None, git_sha=git_sha(),
+                  model_version=model_version(), host=socket.gethostname())
+    write_run(root, date, record)
+    writer = CellWriter(root, plan.experiment, run_id, date)
+    common = dict(run_id=run_id, git_sha=git_sha(), model_version=model_version(),
+                  package_versions=package_versions())
+    failed = []
+    code = 130
+    try:
+        if to_run:
+            batches = _batches(cfg, to_run)
+            with _progress(len(to_run), cfg.sweep.progress) as bar:
+                for batch in batches:
+                    rows = [_row(cell, outcome, common) for cell, outcome in batch]
+                    writer.write(rows)
+                    for row in rows:
+                        record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
+                        if row["status"] != "ok":
+                            failed.append(row)
+                    bar.update(len(rows))
+        writer.compact()
+        code = 1 if failed else 0
+    finally:
+        record.update(status="finished" if code != 130 else "interrupted", exit_status=code,
+                      finished_at=utcnow())
+        write_run(root, date, record)
+    for row in failed:
+        print(f"FAILED {row['cell']}: {row['error'].splitlines()[0]}", file=out)
+    elapsed = (record["finished_at"] - started).total_seconds()
+    print(f"run {run_id}: {record['cells_ok']} ok, {record['cells_failed']} failed, "
+          f"{record['cells_done_before']} already done, {len(plan.skipped)} skipped "
+          f"in {elapsed:.1f}s -> {writer.dir}", file=out, flush=True)
+    return code
+
+
+def _batches(cfg: DictConfig, cells):
+    sw = cfg.sweep
+    if cfg.executor == "serial":
+        yield from execute_serial(cells, str(cfg.cell_fn), sw.app_retries)
+        return
+    address = cfg.ray.address
+    with RaySession(None if address is None else str(address), cfg.ray.num_cpus):
+        yield from execute_ray(cells, str(cfg.cell_fn), sw.app_retries, sw.max_retries)
+
+
+def _row(cell, outcome: dict, common: dict) -> dict:
+    row = dict(common)
+    row.update(cell_key=cell.cell_key, config_key=cell.config_key, cell=cell.label,
+               status=outcome["status"], error=outcome["error"], attempts=outcome["attempts"],
+               duration_s=outcome["duration_s"], host=outcome["host"],
+               started_at=outcome["started_at"], config_json=to_json(cell.config),
+               metrics=outcome["metrics"])
+    row.update(flatten_config(cell.config))
+    return row
+
+
+class _progress:
+    """tqdm bar with ETA on stderr; a no-op when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.bar = total, enabled, None
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="cell", file=sys.stderr, dynamic_ncols=True)
+        return self
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---- in-process entry (tests, benchmarks) ----------------------------------------
+
+def run(overrides: Sequence[str] = (), *, config_dir: Path | str = CONF_DIR, out=sys.stdout) -> int:
+    """``python -m sweep OVERRIDES...`` without a subprocess; returns the exit code."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs(config_dir)
+    overrides = list(overrides)
+    with initialize_config_dir(version_base="1.3", config_dir=str(Path(config_dir).resolve()),
+                               job_name="sweep"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            full = compose("config", overrides=overrides, return_hydra_config=True)
+        except Exception as e:  # hydra composition error: its message names the key
+            _err(str(e).strip().splitlines()[0])
+            return 2
+        experiment = full.hydra.runtime.choices.get("experiment") or "default"
+        with open_dict(full):
+            del full["hydra"]
+        return run_sweep(full, overrides, lambda ovs: compose("config", overrides=list(ovs)),
+                         experiment=experiment, is_group=group_test(loader),
+                         config_loader=loader, out=out)
+
+
+def group_test(loader):
+    """key -> True when the key names a config group (``kernel``, ``+experiment``)."""
+    cache = {}
+
+    def is_group(key: str) -> bool:
+        name = key.lstrip("+~").split("@")[0]
+        if name not in cache:
+            try:
+                cache[name] = bool(loader.get_group_options(name))
+            except Exception:
+                cache[name] = False
+        return cache[name]
+
+    return is_group
+
+
+def main_from_hydra(cfg: DictConfig) -> int:
+    """Body of the Hydra app: the composed cfg plus the overrides Hydra recorded."""
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    experiment = hc.runtime.choices.get("experiment") or "default"
+    loader = GlobalHydra.instance().config_loader()
+    config_name = hc.job.config_name
+
+    def compose(ovs):
+        return hydra.compose(config_name=config_name, overrides=list(ovs))
+
+    return run_sweep(cfg, overrides, compose, experiment=experiment, is_group=group_test(loader),
+                     config_loader=loader)
+

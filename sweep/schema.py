@@ -1,0 +1,321 @@
+"""The typed config schema (Hydra structured configs) and the validation pass.
+
+Two layers catch a bad config before anything runs:
+
+- composition: every group merges into the dataclasses below, registered in Hydra's
+  ConfigStore as ``base_config``; a misspelt key or a value of the wrong type fails
+  there, with Hydra's message naming the key;
+- ``validate_cell()``: allowed values (enumerations, sizes, ranges) and the rules
+  between keys (process page size >= kernel page size), raising ConfigError whose
+  text names the key and what is allowed.
+
+Field names are the config contract of ../../shared/DESIGN.md.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
+from kernel_model.units import parse_page_size, parse_size
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the key and what to fix."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass
+class KernelConf:
+    page_size: str = "4K"          # 4K | 16K | 64K, or bytes
+    va_bits: int = 48
+
+
+@dataclass
+class ProcessConf:
+    page_size: str = "kernel"      # kernel | 4K | 16K | 64K; >= kernel.page_size
+
+
+@dataclass
+class FolioConf:
+    anon: str = "base"             # base | mthp | mthp_only
+    mthp_sizes: List[str] = field(default_factory=lambda: ["16K", "32K", "64K"])
+    thp_pmd: bool = False
+    pagecache: str = "fixed"       # fixed | always_max | drop_reread | mmap_convert | bounce
+    readahead: str = "128K"
+
+
+@dataclass
+class ArchConf:
+    contpte: bool = True
+    native_pgtable: str = "off"    # off | mirror | on_demand
+
+
+@dataclass
+class MemoryConf:
+    size: str = "8G"
+    fragmentation: float = 0.0     # 0.0 .. 1.0
+
+
+@dataclass
+class AbiConf:
+    overhang: str = "anon_fault"   # anon_fault | sigbus | anon_vma
+
+
+@dataclass
+class TlbLevelConf:
+    entries: int = 48
+    ways: int = 48
+    latency: int = 1
+
+
+@dataclass
+class CacheLevelConf:
+    size: str = "64K"
+    ways: int = 4
+    latency: int = 4
+
+
+@dataclass
+class TlbConf:
+    # Defaults only make the schema complete; conf/tlb/*.yaml holds sourced values.
+    name: str = "neoverse_n1"
+    replacement: str = "lru"       # lru | fifo
+    coalesce_contig: bool = True
+    l1: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(48, 48, 1))
+    l2: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(1280, 5, 5))
+    walk_cache: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(64, 4, 1))
+    l1d: CacheLevelConf = field(default_factory=lambda: CacheLevelConf("64K", 4, 4))
+    l2d: CacheLevelConf = field(default_factory=lambda: CacheLevelConf("1M", 8, 11))
+    line_size: int = 64
+    mem_latency: int = 150
+
+
+@dataclass
+class WorkloadConf:
+    name: str = "random"
+    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set
+    pattern: str = "uniform"       # sequential | uniform | zipf | strided
+    working_set: str = "64M"
+    accesses: int = 200000
+    write_ratio: float = 0.3
+    stride: str = "4K"
+    zipf_alpha: float = 1.0
+    path: Optional[str] = None
+    max_files: Optional[int] = None
+    nr_small_files: int = 0
+    small_file_median: str = "2K"
+    small_file_sigma: float = 1.0
+    nr_large_files: int = 0
+    large_file_size: str = "8M"
+    mmap_fraction: float = 0.0
+    large_folio_fs: bool = True
+    processes: int = 1
+    mlock_fraction: float = 0.0    # of mapped file pages, mlocked (pagecache_policy)
+    pin_fraction: float = 0.0      # of mapped file pages, long-term pinned (pagecache_policy)
+
+
+@dataclass
+class ResultsConf:
+    dir: str = "./results"
+
+
+@dataclass
+class RayConf:
+    address: Optional[str] = None  # None: a local Ray for the run; "auto" or host:port
+    num_cpus: Optional[int] = None  # local Ray only; None = all cores
+
+
+@dataclass
+class SweepConf:
+    # Values use Hydra's override grammar: "4k,16k,64k", "range(0,4)", "glob(*)".
+    grid: Dict[str, str] = field(default_factory=dict)
+    # Each entry zips its keys (equal lengths) into one axis of the product.
+    zip: List[Dict[str, str]] = field(default_factory=list)
+    # A cell matching every key of one rule is dropped (values: grammar, any-of).
+    exclude: List[Dict[str, str]] = field(default_factory=list)
+    force: bool = False            # rerun cells that already have an ok row
+    dry_run: bool = False          # print the plan, run nothing
+    max_retries: int = 3           # Ray: re-runs of a cell whose worker died
+    app_retries: int = 0           # re-runs of a cell whose function raised
+    progress: bool = True          # tqdm bar with ETA
+
+
+@dataclass
+class Config:
+    cell_fn: str = "kernel_model.simulate:simulate"
+    seed: int = 0
+    executor: str = "ray"          # ray | serial
+    kernel: KernelConf = field(default_factory=KernelConf)
+    process: ProcessConf = field(default_factory=ProcessConf)
+    folio: FolioConf = field(default_factory=FolioConf)
+    arch: ArchConf = field(default_factory=ArchConf)
+    memory: MemoryConf = field(default_factory=MemoryConf)
+    abi: AbiConf = field(default_factory=AbiConf)
+    tlb: TlbConf = field(default_factory=TlbConf)
+    workload: WorkloadConf = field(default_factory=WorkloadConf)
+    results: ResultsConf = field(default_factory=ResultsConf)
+    ray: RayConf = field(default_factory=RayConf)
+    sweep: SweepConf = field(default_factory=SweepConf)
+
+
+# Keys that do not change what a cell computes: left out of the cell config handed to
+# the cell function and out of cell_key.
+NON_SEMANTIC_KEYS = ("results", "executor", "ray", "sweep")
+
+
+# Group defaults of conf/config.yaml whose YAML belongs to other modules' owners; the
+# schema's own defaults stand in for them while the file does not exist.
+FALLBACK_GROUPS = {("workload", "random"): WorkloadConf, ("tlb", "neoverse_n1"): TlbConf}
+
+
+def register_configs(conf_dir=None) -> None:
+    """Register the schema; conf/config.yaml lists ``base_config`` first in its defaults.
+
+    A group default in FALLBACK_GROUPS is registered as a schema-default config only
+    when conf_dir has no YAML of that name (Hydra would otherwise treat the entry as
+    the YAML's schema, a deprecated automatic match).
+    """
+    from pathlib import Path
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for (group, name), node in FALLBACK_GROUPS.items():
+        if conf_dir is None or not (Path(conf_dir) / group / f"{name}.yaml").exists():
+            cs.store(group=group, name=name, node=node)
+
+
+# ---- the validation pass ---------------------------------------------------------
+
+CHOICES = {
+    "executor": ("ray", "serial"),
+    "process.page_size": ("kernel", "4K", "16K", "64K"),
+    "folio.anon": ("base", "mthp", "mthp_only"),
+    "folio.pagecache": ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce"),
+    "arch.native_pgtable": ("off", "mirror", "on_demand"),
+    "abi.overhang": ("anon_fault", "sigbus", "anon_vma"),
+    "tlb.replacement": ("lru", "fifo"),
+    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set"),
+    "workload.pattern": ("sequential", "uniform", "zipf", "strided"),
+}
+
+# Fields holding a size string ("64K"); flattened to integer bytes in results.
+SIZE_KEYS = (
+    "kernel.page_size", "folio.readahead", "memory.size",
+    "tlb.l1d.size", "tlb.l2d.size",
+    "workload.working_set", "workload.stride", "workload.small_file_median",
+    "workload.large_file_size",
+)
+
+# (key, low, high) inclusive; None = unbounded.
+RANGES = (
+    ("memory.fragmentation", 0.0, 1.0),
+    ("workload.write_ratio", 0.0, 1.0),
+    ("workload.mmap_fraction", 0.0, 1.0),
+    ("workload.mlock_fraction", 0.0, 1.0),
+    ("workload.pin_fraction", 0.0, 1.0),
+    ("kernel.va_bits", VA_BITS_MIN, VA_BITS_MAX),
+    ("workload.accesses", 0, None),
+    ("workload.processes", 1, None),
+    ("workload.nr_small_files", 0, None),
+    ("workload.nr_large_files", 0, None),
+    ("sweep.max_retries", 0, None),
+    ("sweep.app_retries", 0, None),
+)
+
+
+def _get(cfg: dict, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def page_sizes(cfg: dict) -> tuple[int, int]:
+    """(kernel page size, process page size) in bytes; "kernel" resolves to the former."""
+    kernel = cfg["kernel"]["page_size"]
+    try:
+        kps = parse_page_size(kernel, what="kernel.page_size")
+    except ValueError:
+        raise ConfigError("kernel.page_size", f"{kernel!r} is not allowed; allowed values: 4K, 16K, 64K "
+                          "(or their sizes in bytes)") from None
+    proc = cfg["process"]["page_size"]
+    if str(proc) == "kernel":
+        return kps, kps
+    try:
+        pps = parse_page_size(proc, what="process.page_size")
+    except ValueError:
+        raise ConfigError("process.page_size", f"{proc!r} is not allowed; allowed values: "
+                          + ", ".join(CHOICES["process.page_size"])) from None
+    return kps, pps
+
+
+def validate_values(cfg: dict) -> None:
+    """Check every enumerated, sized and ranged value of one resolved config (a plain dict).
+
+    Does not check the process/kernel page size order: see ``check_page_size_order``.
+    """
+    page_sizes(cfg)
+    for key, allowed in CHOICES.items():
+        if key == "process.page_size":
+            continue
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise ConfigError(key, f"{value!r} is not allowed; allowed values: " + ", ".join(allowed))
+    for key in SIZE_KEYS:
+        value = _get(cfg, key)
+        try:
+            parse_size(value, what=key)
+        except ValueError:
+            raise ConfigError(key, f"{value!r} is not a size; write e.g. 4K, 64M, 8G or bytes") from None
+    for i, size in enumerate(cfg["folio"]["mthp_sizes"]):
+        try:
+            n = parse_size(size)
+        except ValueError:
+            n = 0
+        if n <= 0 or n & (n - 1):
+            raise ConfigError(f"folio.mthp_sizes[{i}]", f"{size!r} is not a power-of-two size such as 16K, 64K")
+    for key, low, high in RANGES:
+        value = _get(cfg, key)
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ConfigError(key, f"{value!r} is out of range; allowed {bounds}")
+    for level in ("l1", "l2", "walk_cache"):
+        entries, ways = cfg["tlb"][level]["entries"], cfg["tlb"][level]["ways"]
+        if entries <= 0 or ways <= 0 or entries % ways:
+            raise ConfigError(f"tlb.{level}", f"entries={entries} ways={ways}: both must be positive "
+                              "and entries a multiple of ways")
+    address = cfg["ray"]["address"]
+    if address is not None and address != "auto" and ":" not in str(address):
+        raise ConfigError("ray.address", f"{address!r} is not allowed; allowed values: null (local Ray), "
+                          "auto, host:port")
+    num_cpus = cfg["ray"]["num_cpus"]
+    if num_cpus is not None and num_cpus < 1:
+        raise ConfigError("ray.num_cpus", f"{num_cpus} is out of range; allowed >= 1 or null (all cores)")
+    if cfg["workload"]["kind"] in ("trace", "file_tree", "elf_tree") and not cfg["workload"]["path"]:
+        raise ConfigError("workload.path", f"workload.kind={cfg['workload']['kind']} needs a path")
+    if ":" not in cfg["cell_fn"]:
+        raise ConfigError("cell_fn", f"{cfg['cell_fn']!r} is not an import path; write module:function")
+
+
+def check_page_size_order(cfg: dict) -> None:
+    """The process page size is >= the kernel page size (the thread: a process page is
+    a whole number of kernel pages)."""
+    kps, pps = page_sizes(cfg)
+    if pps < kps:
+        raise ConfigError("process.page_size", f"{cfg['process']['page_size']} is smaller than "
+                          f"kernel.page_size {cfg['kernel']['page_size']}; it must be >= the kernel's")
+
+
+def schema_fields(cls=None, prefix: str = ""):
+    """Yield (dotted key, python type) for every leaf field of the schema."""
+    for f in dataclasses.fields(cls or Config):
+        if dataclasses.is_dataclass(f.type):
+            yield from schema_fields(f.type, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f.type

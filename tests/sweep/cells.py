@@ -1,0 +1,62 @@
+"""Deterministic cell functions for the engine's tests (stand-ins for kernel_model.simulate)."""
+
+import hashlib
+import os
+import time
+
+from kernel_model.units import parse_page_size
+
+
+def _digest(cfg) -> int:
+    return int(hashlib.sha256(repr(sorted(cfg["kernel"].items())).encode()
+                              + repr(cfg["folio"]["anon"]).encode()
+                              + repr(cfg["seed"]).encode()).hexdigest()[:8], 16)
+
+
+def trivial(cfg):
+    """Metrics that are a pure function of the config."""
+    kps = parse_page_size(cfg["kernel"]["page_size"])
+    pps = kps if cfg["process"]["page_size"] == "kernel" else parse_page_size(cfg["process"]["page_size"])
+    return {"accesses": cfg["workload"]["accesses"], "pps_over_kps": pps // kps,
+            "digest": _digest(cfg), "seed": cfg["seed"]}
+
+
+def fail_on_64k(cfg):
+    """Raises for every 64K-kernel cell, like a model bug in one corner of the grid."""
+    if parse_page_size(cfg["kernel"]["page_size"]) == 65536:
+        raise ValueError("no 64K model here")
+    return trivial(cfg)
+
+
+def slow(cfg):
+    """trivial() after SWEEP_TEST_SLEEP seconds (for kill -9 tests)."""
+    time.sleep(float(os.environ.get("SWEEP_TEST_SLEEP", "0.3")))
+    return trivial(cfg)
+
+
+def spin(cfg):
+    """CPU-bound: about SWEEP_TEST_SPIN_S seconds of pure-Python arithmetic."""
+    deadline = time.perf_counter() + float(os.environ.get("SWEEP_TEST_SPIN_S", "0.5"))
+    x = 0
+    while time.perf_counter() < deadline:
+        for i in range(10000):
+            x += i * i
+    return {"spin": x % 7}
+
+
+def sample_row(cell_key: str, **metrics) -> dict:
+    """A cell row as sweep.app builds it, for writer-level tests."""
+    import datetime as dt
+
+    from sweep.results import flatten_config
+    from sweep.schema import Config
+    from omegaconf import OmegaConf
+
+    config = {k: v for k, v in OmegaConf.to_container(OmegaConf.structured(Config)).items()
+              if k not in ("results", "executor", "ray", "sweep")}
+    row = dict(run_id="r", cell_key=cell_key, config_key=cell_key, cell="c", status="ok", error=None,
+               attempts=1, duration_s=0.5, git_sha=None, model_version="m", package_versions="{}",
+               host="h", started_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+               config_json="{}", metrics=metrics or {"faults": 1})
+    row.update(flatten_config(config))
+    return row
