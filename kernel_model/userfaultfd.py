@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .memory import _map_folio_range
-from .mm_types import VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
+from .mm_types import VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
 
 # include/uapi/linux/userfaultfd.h
 UFFD_API = 0xAA
@@ -116,15 +116,15 @@ class UserfaultfdOps:
 
     # -- fd table -----------------------------------------------------------------
     def _fd_install(self, obj) -> int:
-        table = self.__dict__.setdefault("fdtable", {})
-        fd = 3  # 0..2 are stdio (get_unused_fd_flags() returns the lowest free one)
-        while fd in table:
+        """fs/file.c alloc_fd(): the lowest free descriptor >= 3 in self.fdtable."""
+        fd = 3
+        while fd in self.fdtable:
             fd += 1
-        table[fd] = obj
+        self.fdtable[fd] = obj
         return fd
 
     def _uffd_ctx(self, fd):
-        obj = self.__dict__.get("fdtable", {}).get(fd)
+        obj = self.fdtable.get(fd)
         return obj if isinstance(obj, UserfaultfdCtx) else None
 
     # -- syscalls -----------------------------------------------------------------
@@ -138,23 +138,30 @@ class UserfaultfdOps:
         return self._uffd_ctx(fd)
 
     def _uffd_validate_range(self, start: int, length: int) -> int:
-        """fs/userfaultfd.c validate_range(), in process pages: 0 or -EINVAL."""
+        """fs/userfaultfd.c validate_range(), in process pages: 0 or -EINVAL.
+
+        start and len aligned to the page (here the process page), len != 0, start >=
+        mmap_min_addr, and the range below TASK_SIZE.
+        """
         ps = self.page_size
-        if start % ps or length % ps or length == 0:
+        task_size = 1 << self.system.va_bits
+        if start % ps or length % ps or length <= 0:
             return -errno.EINVAL
-        if start < 0 or start + length > (1 << self.system.va_bits):
+        if start < self.mm.vmas.mmap_min_addr or start >= task_size or length > task_size - start:
             return -errno.EINVAL
         return 0
 
     def uffdio_register(self, fd, start: int, length: int, mode: int = UFFDIO_REGISTER_MODE_MISSING) -> int:
-        """UFFDIO_REGISTER: mark [start, start+length) VM_UFFD_MISSING; 0 or -errno.
+        """UFFDIO_REGISTER: mark the VMAs in [start, start+length) VM_UFFD_MISSING; 0 or -errno.
 
-        fs/userfaultfd.c userfaultfd_register(): unknown or empty mode -> -EINVAL; range
-        not aligned to the (process) page or empty -> -EINVAL (validate_range()); the range
-        must lie in VMAs with no hole ("vma_can_userfault" / the hole check, -EINVAL); a
-        MISSING range must be anonymous or shared memory (vma_can_userfault(): file-backed
-        private mappings of a regular file are refused, -EINVAL); a VMA already registered
-        with another context -> -EBUSY. VMAs are split at the range edges.
+        fs/userfaultfd.c userfaultfd_register(): a zero or unknown mode -> -EINVAL (WP and
+        MINOR need pte markers and a shmem page cache the model lacks: -EINVAL, as a kernel
+        without CONFIG_HAVE_ARCH_USERFAULTFD_WP/MINOR answers); validate_range() -> -EINVAL;
+        no VMA in the range -> -EINVAL (holes between VMAs are allowed and stay
+        unregistered); vma_can_userfault(): a MISSING range must be anonymous or shmem, so
+        a file mapping that is not MAP_SHARED -> -EINVAL; !VM_MAYWRITE -> -EPERM; a VMA
+        owned by another context -> -EBUSY. The VMAs are split at start and end
+        (vma_modify_flags_uffd()). uffdio_register.ioctls goes to ctx.last_ioctls.
         """
         ctx = self._uffd_ctx(fd)
         if ctx is None:
@@ -162,7 +169,6 @@ class UserfaultfdOps:
         if not mode or mode & ~(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MINOR):
             return -errno.EINVAL
         if mode & ~UFFDIO_REGISTER_MODE_MISSING:
-            # uffd-wp and minor faults need pte markers / a page cache the model lacks.
             return -errno.EINVAL
         ret = self._uffd_validate_range(start, length)
         if ret:
@@ -171,20 +177,18 @@ class UserfaultfdOps:
         vmas = self.mm.vmas.find_intersection(start, end)
         if not vmas:
             return -errno.EINVAL
-        cursor = start
         for vma in vmas:
-            if vma.start > cursor:  # a hole in the range
-                return -errno.EINVAL
             if vma.file is not None and not vma.flags & VM_SHARED:
                 return -errno.EINVAL
-            cursor = max(cursor, vma.end)
-        if cursor < end:
-            return -errno.EINVAL
+            if not vma.flags & VM_MAYWRITE:
+                return -errno.EPERM
         for other in _mm_ctxs(self.mm):
             if other is not ctx and any(s < end and start < e for s, e, _ in other.ranges):
                 return -errno.EBUSY
         self.mm.vmas.set_flags(start, end, VM_UFFD_MISSING, 0)
-        ctx.ranges = [(s, e, m) for s, e, m in ctx.ranges if e <= start or s >= end] + [(start, end, mode)]
+        for vma in vmas:  # what is registered: the mapped parts of the range
+            lo, hi = max(vma.start, start), min(vma.end, end)
+            ctx.ranges = [(s, e, m) for s, e, m in ctx.ranges if e <= lo or s >= hi] + [(lo, hi, mode)]
         ctx.ranges.sort()
         if ctx not in _mm_ctxs(self.mm):
             _mm_ctxs(self.mm).append(ctx)
@@ -228,8 +232,8 @@ class UserfaultfdOps:
         nr = ps // kps
         end = dst + length
         vmas = mm.vmas.find_intersection(dst, end)
-        # mfill_atomic(): the whole range must be in one registered vma ("dst_vma" checks,
-        # -ENOENT when the vma is gone or not registered).
+        # mm/userfaultfd.c find_dst_vma(): the range must lie in one VMA registered with a
+        # userfaultfd, else -ENOENT.
         if len(vmas) != 1 or vmas[0].start > dst or vmas[0].end < end or not vmas[0].flags & VM_UFFD_MISSING:
             return -errno.ENOENT
         vma = vmas[0]
@@ -278,17 +282,18 @@ class UserfaultfdOps:
         """UFFDIO_COPY: fill [dst, dst+length) from `src`; 0, -EAGAIN (partial) or -errno.
 
         `src` is the source: bytes (at least `length` of them, else -EFAULT as a short
-        copy_from_user) or a source address in this process aligned to the process page
-        (mfill_atomic(): src_start & ~PAGE_MASK -> -EINVAL). The copied byte count is
-        ctx.last_copy (uffdio_copy.copy).
+        copy_from_user) or a source address (any alignment; a wrapping range -> -EINVAL).
+        The model keeps no page contents, so only the count matters. The copied byte
+        count is ctx.last_copy (uffdio_copy.copy); mfill_atomic() returns "copied ?
+        copied : err", so a fill that stops at an already mapped page after filling some
+        returns -EAGAIN with last_copy > 0, and -EEXIST when the first page is mapped.
         """
         if isinstance(src, (bytes, bytearray, memoryview)):
             if len(src) < length:
-                return -errno.EFAULT
+                return -errno.EFAULT  # copy_from_user() of the short tail fails
         elif isinstance(src, (int, np.integer)):
-            if src % self.page_size or src + length <= src:
-                return -errno.EINVAL
-            if dst < src + length and src < dst + length:  # userfaultfd_copy(): overlapping
+            # userfaultfd_copy(): src need not be aligned, but must not wrap.
+            if src < 0 or src + length <= src or src + length > (1 << self.system.va_bits):
                 return -errno.EINVAL
         else:
             raise TypeError(f"uffdio_copy: src must be bytes or an address, got {type(src).__name__}")
