@@ -108,9 +108,8 @@ def parse_workload_config(wcfg) -> WorkloadConfig:
     unknown = sorted(set(raw) - set(_FIELD_NAMES))
     if unknown:
         raise ValueError(f"workload: unknown field(s) {unknown}; known fields: {list(_FIELD_NAMES)}")
-    merged = {f.name: f.default for f in fields(WorkloadConfig)}
-    merged.update({k: v for k, v in raw.items()})
-    out = dict(merged)
+    out = {f.name: f.default for f in fields(WorkloadConfig)}
+    out.update(raw)
 
     if not isinstance(out["name"], str) or not out["name"]:
         raise ValueError(f"workload.name: expected a non-empty string, got {out['name']!r}")

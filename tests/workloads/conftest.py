@@ -7,9 +7,5 @@ DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 
 @pytest.fixture
 def data_dir():
+    """tests/data: recorded and handwritten traces (see its README.md)."""
     return DATA
-
-
-def collect(workload):
-    """All phases of a workload, as a list."""
-    return list(workload.phases())
