@@ -450,6 +450,17 @@ def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
     return [f for f in folios if f is not None and f is not mm.system.zero_folio]
 
 
+def pin_user_pages(mm: Mm, start: int, end: int) -> int:
+    """mm/gup.c pin_user_pages(FOLL_LONGTERM): fault in [start, end) and take a pin on every
+    folio mapped there (folio_maybe_dma_pinned() is then true). Returns 0 or -errno."""
+    ret = populate(mm, start, end, write=False)
+    if ret < 0:
+        return ret
+    for folio in _folios_in(mm, start, end):
+        folio.pincount += 1
+    return 0
+
+
 def mlock_range(mm: Mm, start: int, end: int) -> None:
     """mm/mlock.c mlock_vma_pages_range(): mark the mapped folios of [start, end) mlocked."""
     for folio in _folios_in(mm, start, end):

@@ -73,7 +73,7 @@ class Runner:
         handler = {
             ph.Map: self._map, ph.Access: self._access, ph.CreateFile: self._create_file,
             ph.ReadFile: self._read_file, ph.MmapFile: self._mmap_file, ph.Fork: self._fork,
-            ph.Exec: self._exec, ph.LoadElf: self._load_elf,
+            ph.Exec: self._exec, ph.LoadElf: self._load_elf, ph.Mlock: self._mlock, ph.Pin: self._pin,
         }.get(type(phase))
         if handler is None:
             raise TypeError(f"simulate: unknown workload phase {phase!r}")
@@ -103,6 +103,27 @@ class Runner:
         if addr < 0:
             raise OSError(-addr, f"mmap of {phase.path!r} failed: {os.strerror(-addr)}")
         self.regions[phase.region] = (addr, length)
+
+    def _region_range(self, phase) -> tuple[int, int]:
+        if phase.region not in self.regions:
+            raise KeyError(f"workload uses region {phase.region!r} before mapping it")
+        base, length = self.regions[phase.region]
+        n = length - phase.offset if phase.length is None else phase.length
+        return base + phase.offset, n
+
+    def _mlock(self, phase) -> None:
+        addr, n = self._region_range(phase)
+        ret = self.proc.mlock(addr, n)
+        if ret < 0:
+            raise OSError(-ret, f"mlock of region {phase.region!r}: {os.strerror(-ret)}")
+
+    def _pin(self, phase) -> None:
+        from .memory import pin_user_pages
+
+        addr, n = self._region_range(phase)
+        ret = pin_user_pages(self.proc.mm, addr, addr + n)
+        if ret < 0:
+            raise OSError(-ret, f"pinning region {phase.region!r}: {os.strerror(-ret)}")
 
     def _create_file(self, phase) -> None:
         self.system.create_file(phase.path, phase.size, large_folios=phase.large_folios)
