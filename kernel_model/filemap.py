@@ -424,9 +424,13 @@ def filemap_read(system, file: File, offset: int, length: int) -> int:
 
 def shrink(system, nr_pages: int) -> int:
     """Evict the least recently used unmapped, unpinned, unlocked page-cache folios until
-    nr_pages kernel pages are freed or none is left (mm/vmscan.c shrink_folio_list(),
-    mm/truncate.c mapping_evict_folio() refuses mapped and pinned folios; mlocked folios sit
-    on the unevictable LRU). Returns the pages freed."""
+    nr_pages kernel pages are freed or none is left; returns the pages freed.
+
+    One LRU by folio, oldest first (mm/vmscan.c shrink_folio_list() over the file LRU).
+    Mlocked folios sit on the unevictable LRU (mm/mlock.c); a pinned folio cannot be freed
+    (folio_maybe_dma_pinned). Mapped folios are skipped as mm/truncate.c
+    mapping_evict_folio() skips them: this model does not try_to_unmap() during reclaim.
+    Dirty folios are written back first (counted in pagecache_writeback_bytes)."""
     if isinstance(nr_pages, bool) or not isinstance(nr_pages, int) or nr_pages < 0:
         raise ValueError(f"shrink: nr_pages must be a non-negative integer, got {nr_pages!r}")
     return _shrink(system, nr_pages, protect=None)

@@ -268,3 +268,37 @@ def test_policies_are_deterministic():
         return [(fo.index, fo.order, fo.pfn) for fo in filemap_get_folios(f.mapping, 0, 1 << 40)], counters(s)
 
     assert run() == run()
+
+
+# -- end to end through the syscalls (needs the page table module) ----------------------
+
+def _holder_then_64k(pagecache):
+    """A 4K process mmaps /lib and mlocks its first 16K; then a 64K process maps and touches
+    both of its process pages."""
+    pytest.importorskip("kernel_model.pgtable")
+    from kernel_model.abi import MAP_PRIVATE, PROT_READ
+
+    s = System("4K", "256M", policy=Policy(pagecache=pagecache, readahead=0))
+    s.create_file("/lib", 32 * K)
+    holder = s.execve("kernel")
+    a = holder.mmap(0, 32 * K, PROT_READ, MAP_PRIVATE, holder.open("/lib"), 0)
+    assert holder.mlock(a, 4 * K) == 0
+    p = s.execve("64K")
+    b = p.mmap(0, 32 * K, PROT_READ, MAP_PRIVATE, p.open("/lib"), 0)
+    assert (p.touch(b), p.touch(b + 16 * K)) == (0, 0)
+    return s, s.files["/lib"]
+
+
+def test_end_to_end_mlock_blocks_drop_reread():
+    # 0123456789abcdef0123456789abcdef
+    # llll[  ][      ][              ]   l: mlocked by the 4K holder, mapped small by the 64K process
+    s, f = _holder_then_64k("drop_reread")
+    assert layout(f) == [(0, 0), (1, 0), (2, 0), (3, 0), (4, 2), (8, 3), (16, 4)]
+    assert counters(s) == zero(pagecache_conversion_failures=1, pagecache_order_conflicts=6)
+
+
+def test_end_to_end_mmap_convert_is_immune_to_the_later_mlock():
+    # the holder's mmap is the file's first: it is converted before anything is locked
+    s, f = _holder_then_64k("mmap_convert")
+    assert layout(f) == [(0, 4), (16, 4)]
+    assert counters(s) == zero(pagecache_conversions=1)
