@@ -11,6 +11,7 @@ so the failing field is exactly the one under test. Layouts are drawn in 4K page
 import errno
 import struct
 
+import numpy as np
 import pytest
 
 from kernel_model.binfmt_elf import (ET_DYN, ET_EXEC, PF_R, PF_W, PF_X, RULE_ALIGN, RULE_ALIGN_OFFSET,
@@ -177,3 +178,89 @@ def test_total_mapping_size_rounds_the_start_down():
     # fs/binfmt_elf.c total_mapping_size(): 0x5010 - ELF_PAGESTART(0x1234)
     assert total_mapping_size(image_loads, 4 * K) == 0x5010 - 0x1000
     assert total_mapping_size(image_loads, 16 * K) == 0x5010
+
+
+# -- load_elf_binary: the mappings execve makes, through the process's own mmap ----------
+
+from kernel_model.binfmt_elf import MappedSegment, elf_et_dyn_base, load_elf_binary  # noqa: E402
+from kernel_model.mm_types import PROT_EXEC, PROT_READ, PROT_WRITE  # noqa: E402
+from kernel_model.system import System  # noqa: E402
+from test_pagemap import _pgtable  # noqa: E402,F401  (real pgtable, or a double until it exists)
+
+PR, PRW, PRX = PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC
+
+
+def vma_layout(proc, bias):
+    return [(v.start - bias, v.end - bias, v.flags & 7, v.file is not None) for v in proc.mm.vmas]
+
+
+@pytest.fixture
+def system():
+    return System(kernel_page_size="4K", memory_size="256M")
+
+
+def test_load_pie_at_64k_maps_text_data_and_bss(system, elf):
+    # page(64K)  0  1  2
+    # text       T            R-X, file offset 0
+    # data          D         RW-, file offset 0x10000, 0x800 bytes, then bss to 0x22000
+    # bss              B      anonymous: ELF_PAGEALIGN(0x10800) .. ELF_PAGEALIGN(0x22000)
+    p = system.execve(page_size="64K")
+    result = load_elf_binary(p, elf("good", GOOD, interp=True))
+    bias = elf_et_dyn_base(48) & ~0xFFFF
+    assert (result.ok, result.rule, result.load_bias, result.brk) == (True, "", bias, bias + 0x30000)
+    assert result.segments == [MappedSegment(bias, bias + 0x10000, PRX, "file", 0),
+                               MappedSegment(bias + 0x10000, bias + 0x20000, PRW, "file", 0x10000),
+                               MappedSegment(bias + 0x20000, bias + 0x30000, PRW, "bss")]
+    assert vma_layout(p, bias) == [(0, 0x10000, PRX, True), (0x10000, 0x20000, PRW, True),
+                                   (0x20000, 0x30000, PRW, False)]
+    assert (p.mm.start_brk, p.mm.brk) == (bias + 0x30000, bias + 0x30000)
+    # padzero(): the partial last data page was written, so that 64K process page is mapped.
+    look = p.mm.pgtable.lookup(np.arange(bias + 0x10000, bias + 0x20000, 4096, dtype=np.int64))
+    assert list(look.present) == [True] * 16
+
+
+def test_load_incongruent_pie_fails_at_the_mmap_with_einval(system, elf):
+    p = system.execve(page_size="16K")
+    result = load_elf_binary(p, elf("incongruent", INCONGRUENT, interp=True))
+    assert (result.ok, result.rule, result.errno) == (False, RULE_CONGRUENCE, errno.EINVAL)
+    assert len(result.segments) == 1  # the text was mapped; the data mmap returned -EINVAL
+    p4 = system.execve(page_size="4K")
+    assert load_elf_binary(p4, elf("incongruent", INCONGRUENT, interp=True)).ok
+
+
+def test_load_overlap_leaves_the_later_segment_in_the_shared_page(system, elf):
+    path = elf("overlap", OVERLAPPING, interp=True)
+    p4 = system.execve(page_size="4K")
+    ok = load_elf_binary(p4, path)
+    assert ok.ok
+    assert vma_layout(p4, ok.load_bias) == [(0, 0x2000, PRX, True), (0x2000, 0x3000, PRW, True)]
+    p16 = system.execve(page_size="16K")
+    bad = load_elf_binary(p16, path)
+    assert (bad.ok, bad.rule) == (False, RULE_OVERLAP)
+    # The data mapping (MAP_FIXED) replaced the text's only page: no executable page is left.
+    assert vma_layout(p16, bad.load_bias) == [(0, 0x4000, PRW, True)]
+
+
+def test_et_exec_maps_at_its_link_address(system, elf):
+    loads = [(0x0, 0x400000, 0x1800, 0x1800, RX, 0x10000), (0x10000, 0x410000, 0x100, 0x100, R, 0x10000)]
+    p = system.execve(page_size="16K")
+    result = load_elf_binary(p, elf("exec", loads, e_type=ET_EXEC))
+    assert (result.ok, result.load_bias) == (True, 0)
+    assert vma_layout(p, 0) == [(0x400000, 0x404000, PRX, True), (0x410000, 0x414000, PR, True)]
+
+
+def test_ldso_refusal_maps_nothing(system, elf):
+    loads = [(0x0, 0x0, 0x1800, 0x1800, RX, 0x1000), (0x10000, 0x10000, 0x800, 0x800, RW, 0x1000)]
+    p = system.execve(page_size="16K")
+    result = load_elf_binary(p, elf("lib4k.so", loads, dynamic=[(DT_SONAME, 1)]))
+    assert (result.ok, result.rule, result.segments) == (False, RULE_ALIGN, [])
+    assert list(p.mm.vmas) == []
+
+
+def test_load_garbage_is_enoexec(system, tmp_path):
+    path = tmp_path / "junk"
+    path.write_bytes(b"\x7fELF garbage")
+    p = system.execve(page_size="16K")
+    result = load_elf_binary(p, str(path))
+    assert (result.ok, result.rule, result.errno) == (False, RULE_ENOEXEC, errno.ENOEXEC)
+    assert list(p.mm.vmas) == []
