@@ -359,8 +359,8 @@ def _next_ra_size(cur: int, max_pages: int) -> int:
 
 def page_cache_readahead(system, mapping: AddressSpace, index: int, req: int, *, soft: int | None = None,
                          req_lo: int | None = None, req_hi: int | None = None) -> None:
-    """page_cache_sync_ra() + page_cache_ra_order(): read a window from index covering at
-    least req pages (never past EOF) in folios whose order grows by 2 per sequential window.
+    """page_cache_sync_ra() + page_cache_ra_order(): read one window from index (never past
+    EOF) in folios whose order grows by 2 per sequential window, up to ilog2(window).
 
     folio.readahead = 0 disables readahead: only the requested pages are read, in
     min-order folios (force_page_cache_ra -> page_cache_ra_unbounded)."""
@@ -377,10 +377,11 @@ def page_cache_readahead(system, mapping: AddressSpace, index: int, req: int, *,
     if ra_pages == 0:
         size, order = req, hard
     else:
-        max_pages = max(ra_pages, req)  # a large read may exceed the window (ractl_max_pages)
+        # A read larger than the window is read window by window: filemap_read() meets the
+        # PG_readahead mark of each window and page_cache_async_ra() starts the next one,
+        # modelled as a sequential miss at ra_next.
         sequential = index == st.ra_next and st.ra_size > 0
-        size = _next_ra_size(st.ra_size, max_pages) if sequential else _init_ra_size(req, max_pages)
-        size = max(size, req)
+        size = _next_ra_size(st.ra_size, ra_pages) if sequential else _init_ra_size(req, ra_pages)
         order = st.ra_order if sequential else 0
         if mapping.large_folios and size >= max(RA_MIN_LARGE_PAGES, 1 << hard):
             order = min(order + RA_ORDER_STEP, mapping.max_order, size.bit_length() - 1)

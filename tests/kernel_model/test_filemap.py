@@ -127,6 +127,17 @@ def test_sequential_reads_grow_the_folio_order():
     assert layout(f) == [(0, 2), (4, 2), (8, 3), (16, 3), (24, 3), (32, 4), (48, 3)]
 
 
+def test_one_large_read_is_read_window_by_window():
+    # read() of 64 pages with a 32-page window: the second window is a sequential
+    # (async) readahead, so its folios are two orders larger.
+    # 0                               32              48
+    # [  ][  ][  ][  ][  ][  ][  ][  ][              ][              ]
+    s = make_system()
+    f = s.create_file("/f", 64 * 4096)
+    assert filemap_read(s, f, 0, f.size) == f.size
+    assert layout(f) == [(i, 2) for i in range(0, 32, 4)] + [(32, 4), (48, 4)]
+
+
 def _expected_bytes(sizes, min_folio_bytes):
     return sum(-(-size // min_folio_bytes) * min_folio_bytes for size in sizes)
 
