@@ -101,6 +101,8 @@ class MmapOps:
         # mm/mmap.c do_mmap()
         if length == 0:
             return -errno.EINVAL
+        if flags & MAP_FIXED_NOREPLACE:
+            flags |= MAP_FIXED  # force MAP_FIXED handling in get_unmapped_area
         if not flags & MAP_FIXED:
             addr = self._round_hint_to_min(addr)
         length = page_align(length, ps)

@@ -105,3 +105,21 @@ def make_proc():
 def layout(p):
     """(start, end, prot bits) of every VMA, as the tests assert it."""
     return [(v.start, v.end, v.flags & 7) for v in p.mm.vmas.vmas]
+
+
+@pytest.fixture(name="layout")
+def layout_fixture():
+    return layout
+
+
+@pytest.fixture
+def reserve():
+    """reserve(p, n) -> a base address with n free process pages above it (mapped then unmapped)."""
+    def make(p, n):
+        from kernel_model.abi import MAP_ANONYMOUS, MAP_PRIVATE, PROT_NONE
+
+        base = p.mmap(0, n * p.page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS)
+        assert base > 0
+        assert p.munmap(base, n * p.page_size) == 0
+        return base
+    return make
