@@ -27,6 +27,7 @@ These functions are pure: arrays in, arrays or scalars out.  PageAllocator drive
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 # Head-frame states of the allocator (page_alloc.py keeps them in `state[pfn]`).
 PB_TAIL = 0  # not the first frame of a block
@@ -34,42 +35,64 @@ PB_FREE = 1  # head of a free block (PageBuddy)
 PB_MOVABLE = 2  # head of an allocated movable block
 PB_UNMOVABLE = 3  # head of an allocated unmovable block
 
+UNCLEARABLE = np.iinfo(np.int64).max  # cost of a block compaction cannot clear
 
-def compaction_scan(state: np.ndarray, order_of: np.ndarray, order: int):
-    """Score every naturally aligned block of `order` for clearing.
 
-    `state`/`order_of` are the allocator's per-frame head arrays.  Returns
-    `(clearable, movable_pages)`, both of length nr_frames >> order: whether the block holds
-    no unmovable page and is not inside a larger allocation, and how many of its frames are
-    allocated movable memory.  Vectorised over the heads: O(nr_frames) to find them.
+@njit(cache=True)
+def compaction_scan(state, order_of, order, block_free, max_order, prune):
+    """Score every naturally aligned block of `order` for clearing, in one pass over the
+    block heads in pfn order (the migrate scanner's walk, isolate_migratepages()).
+
+    Returns `(cost, stop)`.  cost[b] (int64, one per block b = pfn >> order) is the number
+    of allocated movable frames in block b, or UNCLEARABLE if it holds an unmovable page or
+    lies inside a larger allocation.  A block that is wholly free would already be a free
+    block of at least this order (__free_one_page() merges maximally), so no cost is below
+    1, and the first block of cost 1 is the answer whatever follows: the scan stops there
+    and `stop` is its index (-1 when it scanned everything; blocks past `stop` are left
+    UNCLEARABLE).
+
+    `block_free[m]` is the free frames in max-order block m.  With `prune`, a max-order
+    block is skipped (its costs left UNCLEARABLE) when even its best sub-block could not
+    beat the best cost found so far: a block's cost is at least its size minus the free
+    frames around it.  The lowest-cost, lowest-pfn block is still exact; the other costs
+    are then only upper bounds, so rescan without `prune` to rank the rest.
+    O(heads scanned); numba, as the walk is sequential.
     """
     nr_blocks = state.shape[0] >> order
-    heads = np.flatnonzero(state).astype(np.int64)
-    hstate = state[heads]
-    horder = order_of[heads].astype(np.int64)
-    # Blocks must lie wholly below nr_blocks << order; heads beyond belong to no candidate.
-    inside = (heads >> order) < nr_blocks
-
-    small = inside & (horder <= order)
-    block = heads[small] >> order
-    mov = (hstate[small] == PB_MOVABLE)
-    movable_pages = np.bincount(block[mov], weights=(1 << horder[small][mov]).astype(np.float64),
-                                minlength=nr_blocks).astype(np.int64)[:nr_blocks]
-    unmov_block = block[hstate[small] == PB_UNMOVABLE]
-
-    clearable = np.ones(nr_blocks, dtype=bool)
-    clearable[unmov_block] = False
-    # An allocation of a larger order covers 1 << (o - order) candidate blocks: mark them
-    # with a difference array so no Python loop runs per allocation.
-    big = inside & (horder > order) & (hstate != PB_FREE)
-    if big.any():
-        start = heads[big] >> order
-        end = np.minimum(start + (1 << (horder[big] - order)), nr_blocks)
-        diff = np.zeros(nr_blocks + 1, dtype=np.int64)
-        np.add.at(diff, start, 1)
-        np.add.at(diff, end, -1)
-        clearable &= np.cumsum(diff[:-1]) == 0
-    return clearable, movable_pages
+    cost = np.full(nr_blocks, UNCLEARABLE, dtype=np.int64)
+    size = np.int64(1) << order
+    max_mask = (np.int64(1) << max_order) - 1
+    best = UNCLEARABLE
+    pfn = np.int64(0)
+    end_all = np.int64(nr_blocks) << order
+    while pfn < end_all:
+        if prune and best != UNCLEARABLE and (pfn & max_mask) == 0:
+            bound = size - min(block_free[pfn >> max_order], size - 1)
+            if bound >= best:
+                pfn += max_mask + 1
+                continue
+        o = np.int64(order_of[pfn])
+        if o > order:  # a larger block (allocated: a free one would have served the request)
+            pfn += np.int64(1) << o
+            continue
+        start = pfn
+        end = pfn + size
+        movable = np.int64(0)
+        bad = False
+        while pfn < end:
+            st = state[pfn]
+            o = np.int64(order_of[pfn])
+            if st == PB_UNMOVABLE:
+                bad = True
+            elif st == PB_MOVABLE:
+                movable += np.int64(1) << o
+            pfn += np.int64(1) << o
+        if not bad:
+            cost[start >> order] = movable
+            best = min(best, movable)
+            if movable == 1:
+                return cost, start >> order
+    return cost, np.int64(-1)
 
 
 def buddy_fit(free_blocks: np.ndarray, orders: np.ndarray) -> bool:

@@ -35,7 +35,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .compaction import PB_FREE, PB_MOVABLE, PB_TAIL, PB_UNMOVABLE, buddy_fit, compaction_scan
+from .compaction import PB_FREE, PB_MOVABLE, PB_TAIL, PB_UNMOVABLE, UNCLEARABLE, buddy_fit, compaction_scan
 
 # arch/arm64/Kconfig, config ARCH_FORCE_MAX_ORDER: default "13" if ARM64_64K_PAGES,
 # "11" if ARM64_16K_PAGES, "10" otherwise (4K).  Since v6.4 (commit "mm, treewide: redefine
@@ -120,7 +120,7 @@ def _bm_first(bm, off, nlev, order):
 
 
 @njit(cache=True)
-def _rmqueue_smallest(bm, off, nlev, nr_free, state, order_of, order, max_order, new_state):
+def _rmqueue_smallest(bm, off, nlev, nr_free, block_free, state, order_of, order, max_order, new_state):
     """mm/page_alloc.c: __rmqueue_smallest() + expand().  Returns the pfn or -1.
 
     The smallest order with a free block wins; within it the lowest pfn.  A larger block is
@@ -143,16 +143,18 @@ def _rmqueue_smallest(bm, off, nlev, nr_free, state, order_of, order, max_order,
             nr_free[cur] += 1
         state[pfn] = new_state
         order_of[pfn] = order
+        block_free[pfn >> max_order] -= 1 << order
         return pfn
     return -1
 
 
 @njit(cache=True)
-def _free_one_page(bm, off, nlev, nr_free, state, order_of, pfn, order, max_order, nr_frames):
+def _free_one_page(bm, off, nlev, nr_free, block_free, state, order_of, pfn, order, max_order, nr_frames):
     """mm/page_alloc.c: __free_one_page().  Merge with the buddy (mm/internal.h:
     __find_buddy_pfn() = pfn ^ (1 << order)) while it is a free block of the same order
     (page_is_buddy()), then put the merged block on its free list.  Returns its head pfn."""
     state[pfn] = PB_TAIL
+    block_free[pfn >> max_order] += 1 << order
     while order < max_order:
         buddy = pfn ^ (1 << order)
         if buddy >= nr_frames or state[buddy] != PB_FREE or order_of[buddy] != order:
@@ -170,7 +172,7 @@ def _free_one_page(bm, off, nlev, nr_free, state, order_of, pfn, order, max_orde
 
 
 @njit(cache=True)
-def _isolate_free(bm, off, nlev, nr_free, state, order_of, start, end):
+def _isolate_free(bm, off, nlev, nr_free, block_free, state, order_of, start, end, max_order):
     """Take every free block inside [start, end) off its free list (isolate_freepages_block()
     for the block being cleared: its free frames become part of the new allocation).
     Returns the number of free frames taken."""
@@ -184,6 +186,7 @@ def _isolate_free(bm, off, nlev, nr_free, state, order_of, start, end):
             state[pfn] = PB_TAIL
             taken += 1 << o
         pfn += 1 << o  # blocks tile memory: the next head follows this block
+    block_free[start >> max_order] -= taken
     return taken
 
 
@@ -297,6 +300,10 @@ class PageAllocator:
             self._nr_free[order] = idx.size
             self._bitmap_fill(order, idx)
         self.state[used] = PB_UNMOVABLE
+        # Free frames per max-order block (the last one may be partial): compaction's bound.
+        self._block_free = np.full((self.nr_frames >> self.max_order) + 1, 1 << self.max_order, dtype=np.int64)
+        self._block_free[-1] = self.nr_frames & ((1 << self.max_order) - 1)
+        np.subtract.at(self._block_free, used >> self.max_order, 1)
 
         self._stats = dict.fromkeys((
             "allocs", "frees", "alloc_failures", "compact_stall", "compact_success", "compact_fail",
@@ -364,8 +371,8 @@ class PageAllocator:
         if i < self.prefill_pfns.size and int(self.prefill_pfns[i]) == pfn:
             raise ValueError(f"free(pfn={pfn}, order={order}): pfn {pfn} is a fragmentation pre-fill page, "
                              f"which stays allocated for the allocator's life; free only what alloc() returned")
-        _free_one_page(self._bm, self._off, self._nlev, self._nr_free, self.state, self.order_of,
-                       pfn, order, self.max_order, self.nr_frames)
+        _free_one_page(self._bm, self._off, self._nlev, self._nr_free, self._block_free, self.state,
+                       self.order_of, pfn, order, self.max_order, self.nr_frames)
         self._allocated[kind] -= 1 << order
         self._stats["frees"] += 1
         self._layout_gen += 1
@@ -416,8 +423,8 @@ class PageAllocator:
         return int(order)
 
     def _rmqueue(self, order: int, kind: int) -> int:
-        return int(_rmqueue_smallest(self._bm, self._off, self._nlev, self._nr_free, self.state, self.order_of,
-                                     order, self.max_order, kind))
+        return int(_rmqueue_smallest(self._bm, self._off, self._nlev, self._nr_free, self._block_free,
+                                     self.state, self.order_of, order, self.max_order, kind))
 
     def _compact(self, order: int, kind: int) -> int:
         """mm/compaction.c, simplified (see compaction.py): clear one block of `order` by
@@ -429,22 +436,29 @@ class PageAllocator:
             # Not enough free memory anywhere: clearing any block needs 1 << order free frames
             # in all (its own free frames plus room for what it holds).
             return self._compact_fail(order)
-        clearable, movable = compaction_scan(self.state, self.order_of, order)
-        cost = np.where(clearable, movable, np.iinfo(np.int64).max)
-        while True:
-            cand = int(np.argmin(cost))  # fewest movable pages; ties: lowest pfn
-            if cost[cand] == np.iinfo(np.int64).max:
-                return self._compact_fail(order)
-            start, end = cand << order, (cand + 1) << order
-            if self._fits_elsewhere(start, end):
-                break
-            cost[cand] = np.iinfo(np.int64).max
-
+        cost, stop = compaction_scan(self.state, self.order_of, order, self._block_free, self.max_order, True)
+        cand = int(np.argmin(cost))  # fewest movable pages; ties: lowest pfn
+        if stop >= 0:  # a block with one movable page: the cheapest, and always movable
+            cand = int(stop)
+        elif cost[cand] == UNCLEARABLE:
+            return self._compact_fail(order)
+        elif not self._fits_elsewhere(cand << order, (cand + 1) << order):
+            # Rank every block exactly, then take the cheapest one that can be cleared.
+            cost, _ = compaction_scan(self.state, self.order_of, order, self._block_free, self.max_order, False)
+            while True:
+                cand = int(np.argmin(cost))  # fewest movable pages; ties: lowest pfn
+                if cost[cand] == UNCLEARABLE:
+                    return self._compact_fail(order)
+                if self._fits_elsewhere(cand << order, (cand + 1) << order):
+                    break
+                cost[cand] = UNCLEARABLE
+        start, end = cand << order, (cand + 1) << order
         heads = start + np.flatnonzero(self.state[start:end])
         moving = heads[self.state[heads] == PB_MOVABLE]
         # Largest first (buddy_fit's order), ties in address order.
         moving = moving[np.lexsort((moving, -self.order_of[moving].astype(np.int64)))]
-        _isolate_free(self._bm, self._off, self._nlev, self._nr_free, self.state, self.order_of, start, end)
+        _isolate_free(self._bm, self._off, self._nlev, self._nr_free, self._block_free, self.state, self.order_of,
+                      start, end, self.max_order)
         migrated = 0
         for old in moving.tolist():
             o = int(self.order_of[old])

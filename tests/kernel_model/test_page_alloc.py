@@ -26,7 +26,11 @@ def check_tiling(pa):
     assert np.array_equal(heads[1:], heads[:-1] + sizes[:-1])
     assert heads[0] == 0 and heads[-1] + sizes[-1] == pa.nr_frames
     assert [len(fl) for fl in free_lists(pa)] == [pa.nr_free(o) for o in range(pa.max_order + 1)]
-    assert int((pa.frame_kinds() == 0).sum()) == pa.nr_free_pages
+    free = pa.frame_kinds() == 0
+    assert int(free.sum()) == pa.nr_free_pages
+    per_max_block = np.bincount(np.arange(pa.nr_frames) >> pa.max_order, weights=free,
+                                minlength=pa._block_free.size)
+    assert pa._block_free.tolist() == per_max_block.astype(int).tolist()
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -387,6 +391,24 @@ def test_buddy_fit_is_exact_for_power_of_two_sizes():
     assert buddy_fit(np.array([2, 0, 0]), [1]) is False           # two singles are no pair
     assert buddy_fit(np.array([1, 1, 0]), [0, 1]) is True
     assert buddy_fit(np.array([0, 0, 0, 1]), [2, 1, 0, 0]) is True
+
+
+def test_pruned_scan_finds_the_same_cheapest_block():
+    from kernel_model.compaction import compaction_scan
+
+    rng = np.random.default_rng(9)
+    pa = PageAllocator(4096, max_order=6, fragmentation=0.2, seed=9)
+    live = [(p, 0) for p in (pa.alloc(0, compact=False) for _ in range(3500)) if p is not None]
+    for i in rng.permutation(len(live))[:900].tolist():
+        pa.free(*live[i])
+    assert pa.nr_free(3) == 0 and pa.nr_free_pages == 900 + 4096 - 3500 - pa.prefill_pfns.size
+    for order in (2, 3, 4, 5):
+        full, stop_full = compaction_scan(pa.state, pa.order_of, order, pa._block_free, pa.max_order, False)
+        pruned, stop = compaction_scan(pa.state, pa.order_of, order, pa._block_free, pa.max_order, True)
+        best = int(np.argmin(full))
+        assert (stop_full, stop) == (-1, -1) or stop_full == stop
+        assert int(np.argmin(pruned)) == best and pruned[best] == full[best]
+        assert np.all(pruned >= full)
 
 
 def test_deferral_changes_no_result():
