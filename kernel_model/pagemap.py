@@ -43,15 +43,19 @@ PM_PRESENT = 1 << 63
 PAGEMAP_STAT_MISMATCH = "pagemap_pfn_unit_mismatch"
 
 
-def _page_mapcounts(folio, pages: np.ndarray) -> np.ndarray:
-    """folio_precise_page_mapcount() of each page index in `pages` (kernel pages of `folio`).
+def _rmap_intervals(system, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted starts and ends (kernel pfns) of every rmap entry of the folios at `heads`.
 
     Folio.rmap entries are (mm, addr, first, nr): pages first..first+nr-1 mapped once.
+    Folios never share frames, so counting the intervals that contain a pfn gives that
+    page's mapcount (folio_precise_page_mapcount()).
     """
-    counts = np.zeros(len(pages), dtype=np.int64)
-    for _mm, _addr, first, nr in folio.rmap:  # once per mapping of the folio, not per page
-        counts += (pages >= first) & (pages < first + nr)
-    return counts
+    starts, ends = [], []
+    for head in heads.tolist():  # once per folio mapping, not per entry
+        for _mm, _addr, first, nr in system.folios[head].rmap:
+            starts.append(head + first)
+            ends.append(head + first + nr)
+    return np.sort(np.array(starts, dtype=np.int64)), np.sort(np.array(ends, dtype=np.int64))
 
 
 def pagemap_entries(mm, addrs: np.ndarray) -> np.ndarray:
@@ -76,15 +80,15 @@ def pagemap_entries(mm, addrs: np.ndarray) -> np.ndarray:
     # (vm_normal_page() is NULL for it) and a pfn without a folio get neither bit.
     heads = np.full(len(addrs), -1, dtype=np.int64)
     heads[present] = system.folio_heads(pfn[present])
+    zero = system.zero_folio.pfn if system.zero_folio is not None else -2
+    normal = (heads >= 0) & (heads != zero)
+    uniq, inv = np.unique(heads[normal], return_inverse=True)
+    anon = np.array([system.folios[h].anon for h in uniq.tolist()], dtype=bool)
     file_flag = np.zeros(len(addrs), dtype=bool)
-    exclusive = np.zeros(len(addrs), dtype=bool)
-    for head in np.unique(heads[heads >= 0]).tolist():  # once per folio, not per entry
-        folio = system.folios[head]
-        if folio is system.zero_folio:
-            continue
-        sel = heads == head
-        file_flag[sel] = not folio.anon
-        exclusive[sel] = _page_mapcounts(folio, pfn[sel] - folio.pfn) == 1
+    file_flag[normal] = ~anon[inv]
+    starts, ends = _rmap_intervals(system, uniq)
+    mapcount = np.searchsorted(starts, pfn, side="right") - np.searchsorted(ends, pfn, side="right")
+    exclusive = normal & (mapcount == 1)
     entries[file_flag] |= np.uint64(PM_FILE)
     entries[exclusive] |= np.uint64(PM_MMAP_EXCLUSIVE)
     return entries

@@ -67,7 +67,7 @@ class UserfaultfdCtx:
     last_ioctls: int = 0  # uffdio_register.ioctls of the last register
 
     def covering(self, addr: int):
-        for start, end, mode in self.ranges:
+        for start, end, mode in _live_ranges(self):
             if start <= addr < end:
                 return mode
         return 0
@@ -106,12 +106,34 @@ def handle_userfault(mm, vma, addr: int, write: bool) -> int:
     return VM_FAULT_SIGBUS
 
 
+def _live_ranges(ctx) -> list:
+    """ctx.ranges cut to the VMAs that still carry VM_UFFD_MISSING (munmap, mremap and
+    exec drop a registration with the VMA, as vma->vm_userfaultfd_ctx goes with it)."""
+    out = []
+    for s, e, m in ctx.ranges:
+        for vma in ctx.mm.vmas.find_intersection(s, e):
+            if vma.flags & VM_UFFD_MISSING:
+                out.append((max(s, vma.start), min(e, vma.end), m))
+    return out
+
+
+def dup_userfaultfd(parent_mm, child_mm) -> None:
+    """fork: the child's VMAs lose their registration (fs/userfaultfd.c dup_userfaultfd():
+    without UFFD_FEATURE_EVENT_FORK, which the model does not offer, the child VMA is reset
+    with userfaultfd_reset_ctx()). kernel/fork.c dup_mmap() calls it for every VMA."""
+    for vma in list(child_mm.vmas):
+        if vma.flags & (VM_UFFD_MISSING | VM_UFFD_WP):
+            child_mm.vmas.set_flags(vma.start, vma.end, 0, VM_UFFD_MISSING | VM_UFFD_WP)
+
+
 class UserfaultfdOps:
     """The userfaultfd syscalls of a Process (mixed into process.Process).
 
-    Needs `self.system`, `self.mm` (with `vmas`: vma.VmaTree and `pgtable`:
-    pgtable.PageTable) and `self.page_size`. File descriptors live in `self.fdtable`
-    (fd -> open object), the table abi.Syscalls.open() fills too.
+    Needs `self.system`, `self.mm` and `self.fdtable` (fd -> open object, the table
+    abi's open() fills too). The ioctls act on the context's mm (ctx->mm), which need not
+    be the caller's: a monitor that received the fd fills another process's pages, in
+    that mm's process pages. A context whose mm has exited answers -ESRCH
+    (mmget_not_zero() failing in userfaultfd_copy() and friends).
     """
 
     # -- fd table -----------------------------------------------------------------
@@ -127,27 +149,36 @@ class UserfaultfdOps:
         obj = self.fdtable.get(fd)
         return obj if isinstance(obj, UserfaultfdCtx) else None
 
+    def _uffd_get(self, fd):
+        """(ctx, 0) for a live context behind fd, else (None, -EBADF / -ESRCH)."""
+        ctx = self._uffd_ctx(fd)
+        if ctx is None:
+            return None, -errno.EBADF
+        if not any(p.mm is ctx.mm for p in self.system.processes.values()):
+            return None, -errno.ESRCH
+        return ctx, 0
+
     # -- syscalls -----------------------------------------------------------------
     def userfaultfd(self, flags: int = 0) -> int:
         """userfaultfd(2) + UFFDIO_API: a new context on this mm; returns the fd."""
-        ctx = UserfaultfdCtx(mm=self.mm)
-        return self._fd_install(ctx)
+        return self._fd_install(UserfaultfdCtx(mm=self.mm))
 
     def uffd_ctx(self, fd) -> UserfaultfdCtx | None:
         """The context behind `fd` (to read uffdio_copy.copy as ctx.last_copy)."""
         return self._uffd_ctx(fd)
 
-    def _uffd_validate_range(self, start: int, length: int) -> int:
-        """fs/userfaultfd.c validate_range(), in process pages: 0 or -EINVAL.
+    @staticmethod
+    def _uffd_validate_range(mm, start: int, length: int) -> int:
+        """fs/userfaultfd.c validate_range(), in the mm's process pages: 0 or -EINVAL.
 
         start and len aligned to the page (here the process page), len != 0, start >=
         mmap_min_addr, and the range below TASK_SIZE.
         """
-        ps = self.page_size
-        task_size = 1 << self.system.va_bits
+        ps = mm.page_size
+        task_size = 1 << mm.system.va_bits
         if start % ps or length % ps or length <= 0:
             return -errno.EINVAL
-        if start < self.mm.vmas.mmap_min_addr or start >= task_size or length > task_size - start:
+        if start < mm.vmas.mmap_min_addr or start >= task_size or length > task_size - start:
             return -errno.EINVAL
         return 0
 
@@ -163,18 +194,19 @@ class UserfaultfdOps:
         owned by another context -> -EBUSY. The VMAs are split at start and end
         (vma_modify_flags_uffd()). uffdio_register.ioctls goes to ctx.last_ioctls.
         """
-        ctx = self._uffd_ctx(fd)
+        ctx, err = self._uffd_get(fd)
         if ctx is None:
-            return -errno.EBADF
+            return err
+        mm = ctx.mm
         if not mode or mode & ~(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MINOR):
             return -errno.EINVAL
         if mode & ~UFFDIO_REGISTER_MODE_MISSING:
             return -errno.EINVAL
-        ret = self._uffd_validate_range(start, length)
+        ret = self._uffd_validate_range(mm, start, length)
         if ret:
             return ret
         end = start + length
-        vmas = self.mm.vmas.find_intersection(start, end)
+        vmas = mm.vmas.find_intersection(start, end)
         if not vmas:
             return -errno.EINVAL
         for vma in vmas:
@@ -182,29 +214,38 @@ class UserfaultfdOps:
                 return -errno.EINVAL
             if not vma.flags & VM_MAYWRITE:
                 return -errno.EPERM
-        for other in _mm_ctxs(self.mm):
-            if other is not ctx and any(s < end and start < e for s, e, _ in other.ranges):
+        for other in _mm_ctxs(mm):
+            if other is not ctx and any(s < end and start < e for s, e, _ in _live_ranges(other)):
                 return -errno.EBUSY
-        self.mm.vmas.set_flags(start, end, VM_UFFD_MISSING, 0)
+        for known in _mm_ctxs(mm):  # drop what died with an old VMA before flags change
+            known.ranges = _live_ranges(known)
+        mm.vmas.set_flags(start, end, VM_UFFD_MISSING, 0)
+        ranges = ctx.ranges if ctx in _mm_ctxs(mm) else []
         for vma in vmas:  # what is registered: the mapped parts of the range
             lo, hi = max(vma.start, start), min(vma.end, end)
-            ctx.ranges = [(s, e, m) for s, e, m in ctx.ranges if e <= lo or s >= hi] + [(lo, hi, mode)]
-        ctx.ranges.sort()
-        if ctx not in _mm_ctxs(self.mm):
-            _mm_ctxs(self.mm).append(ctx)
+            ranges = [(s, e, m) for s, e, m in ranges if e <= lo or s >= hi] + [(lo, hi, mode)]
+        ctx.ranges = sorted(ranges)
+        if ctx not in _mm_ctxs(mm):
+            _mm_ctxs(mm).append(ctx)
         ctx.last_ioctls = UFFD_API_RANGE_IOCTLS_BASIC
         return 0
 
     def uffdio_unregister(self, fd, start: int, length: int) -> int:
-        """UFFDIO_UNREGISTER: clear VM_UFFD_MISSING over the range; 0 or -errno."""
-        ctx = self._uffd_ctx(fd)
+        """UFFDIO_UNREGISTER: clear VM_UFFD_MISSING over the range; 0 or -errno.
+
+        Pages already blocked in the range are woken (userfaultfd_unregister() wakes
+        them): their waits end and they fault normally on the retry.
+        """
+        ctx, err = self._uffd_get(fd)
         if ctx is None:
-            return -errno.EBADF
-        ret = self._uffd_validate_range(start, length)
+            return err
+        mm = ctx.mm
+        ret = self._uffd_validate_range(mm, start, length)
         if ret:
             return ret
         end = start + length
-        self.mm.vmas.set_flags(start, end, 0, VM_UFFD_MISSING | VM_UFFD_WP)
+        if mm.vmas.find_intersection(start, end):
+            mm.vmas.set_flags(start, end, 0, VM_UFFD_MISSING | VM_UFFD_WP)
         kept = []
         for s, e, m in ctx.ranges:
             if s < start:
@@ -212,6 +253,7 @@ class UserfaultfdOps:
             if e > end:
                 kept.append((max(s, end), e, m))
         ctx.ranges = kept
+        ctx.waiting = {a for a in ctx.waiting if not start <= a < end}
         return 0
 
     def uffd_read(self, fd):
@@ -225,9 +267,9 @@ class UserfaultfdOps:
 
     def _uffd_fill(self, ctx, dst: int, length: int, what: str) -> int:
         """mfill_atomic(): fill process pages one at a time; returns bytes filled or -errno."""
-        mm = self.mm
-        system = self.system
-        ps = self.page_size
+        mm = ctx.mm
+        system = mm.system
+        ps = mm.page_size
         kps = system.kernel_page_size
         nr = ps // kps
         end = dst + length
@@ -262,13 +304,13 @@ class UserfaultfdOps:
         return copied
 
     def _uffd_ioctl_fill(self, fd, dst, length, mode, allowed_modes, what) -> int:
-        ctx = self._uffd_ctx(fd)
+        ctx, err = self._uffd_get(fd)
         if ctx is None:
-            return -errno.EBADF
+            return err
         ctx.last_copy = 0
         if mode & ~allowed_modes:
             return -errno.EINVAL
-        ret = self._uffd_validate_range(dst, length)
+        ret = self._uffd_validate_range(ctx.mm, dst, length)
         if ret:
             return ret
         done = self._uffd_fill(ctx, dst, length, what)

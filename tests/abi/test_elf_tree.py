@@ -13,6 +13,7 @@ import pytest
 
 from kernel_model.elf_tree import iter_elf_files, scan_elf_tree
 from test_elf import GOOD, INCONGRUENT, OVERLAPPING, build_elf
+from test_pagemap import _pgtable  # noqa: F401  (real pgtable, or a double until it exists)
 
 K = 1024
 READELF = shutil.which("readelf")
@@ -120,3 +121,20 @@ def test_usr_bin_failures_at_16k_match_an_independent_readelf_count():
     assert mine == theirs
     assert result["elf_failed"] == len(theirs)
     assert result["elf_ok"] + result["elf_failed"] == result["elf_files"]
+
+
+def test_load_elf_phase_counts_each_verdict_and_exits_the_process(tmp_path):
+    from kernel_model.elf_tree import load_elf_phase
+    from kernel_model.system import System
+
+    system = System(kernel_page_size="4K", memory_size="256M")
+    good = build_elf(tmp_path / "good", GOOD, interp=True)
+    bad = build_elf(tmp_path / "overlap", OVERLAPPING, interp=True)
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x7fELF")
+    results = [load_elf_phase(system, "16K", p) for p in (good, bad, str(junk))]
+    assert [(r.ok, r.rule) for r in results] == [(True, ""), (False, "overlap"), (False, "enoexec")]
+    events = system.stats.events
+    assert (events["elf_files"], events["elf_ok"], events["elf_failed"]) == (3, 1, 2)
+    assert (events["elf_failed_overlap"], events["elf_failed_enoexec"]) == (1, 1)
+    assert system.processes == {}

@@ -174,3 +174,43 @@ def test_shared_anonymous_memory_can_be_registered(system):
     assert p.mmap(BASE, 32 * K, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED) == BASE
     fd = p.userfaultfd()
     assert p.uffdio_register(fd, BASE, 32 * K) == 0
+
+
+def test_a_monitor_fills_the_registered_process_in_its_page_size(system):
+    # The fd passed to a 4K monitor (SCM_RIGHTS modelled as sharing the open object): the
+    # ioctls act on the 64K target mm, so ranges are still in 64K process pages.
+    target, fd = registered(system, 64 * K)
+    monitor = system.execve(page_size="4K")
+    monitor.fdtable[7] = target.fdtable[fd]
+    assert target.touch(BASE + 64 * K) == memory.VM_FAULT_RETRY
+    assert monitor.uffd_read(7) == [UffdMsg(UFFD_EVENT_PAGEFAULT, BASE + 64 * K, 0)]
+    assert monitor.uffdio_copy(7, BASE + 64 * K, b"\0" * KPS, KPS) == -errno.EINVAL
+    assert monitor.uffdio_copy(7, BASE + 64 * K, b"\0" * 64 * K, 64 * K) == 0
+    assert present(target, BASE + 64 * K, 64 * K) == [1] * 16
+    assert monitor.mm.vmas.find(BASE) is None
+    target.exit()
+    assert monitor.uffdio_copy(7, BASE, b"\0" * 64 * K, 64 * K) == -errno.ESRCH
+
+
+def test_fork_child_loses_the_registration(system):
+    from kernel_model.userfaultfd import dup_userfaultfd
+
+    parent, fd = registered(system, 16 * K)
+    child = parent.fork()
+    dup_userfaultfd(parent.mm, child.mm)
+    assert [bool(v.flags & VM_UFFD_MISSING) for v in child.mm.vmas] == [False]
+    assert [bool(v.flags & VM_UFFD_MISSING) for v in parent.mm.vmas] == [True]
+    assert child.touch(BASE, write=True) == 0
+    assert parent.uffd_read(fd) == []
+
+
+def test_munmap_drops_the_registration(system):
+    p, fd = registered(system, 16 * K)
+    assert p.munmap(BASE, 4 * 16 * K) == 0
+    assert p.mmap(BASE, 4 * 16 * K, RW, ANON | MAP_FIXED) == BASE
+    other = p.userfaultfd()
+    assert p.uffdio_register(other, BASE, 4 * 16 * K) == 0  # no -EBUSY from the dead registration
+    assert p.uffd_ctx(fd).covering(BASE) == 0
+    assert p.touch(BASE) == memory.VM_FAULT_RETRY
+    assert p.uffd_read(other) == [UffdMsg(UFFD_EVENT_PAGEFAULT, BASE, 0)]
+    assert p.uffd_read(fd) == []
