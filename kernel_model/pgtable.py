@@ -1,0 +1,671 @@
+"""The page table of one address space in one granule geometry, numpy-backed.
+
+Counterparts: include/linux/pgtable.h (set_ptes, ptep_get_and_clear, the
+modify_prot_start/commit_ptes pair, pmd_leaf/pud_leaf), mm/pgtable-generic.c,
+mm/memory.c (__pte_alloc/__pmd_alloc/__pud_alloc allocate a table on demand),
+mm/mmap.c:free_pgtables() and arch/arm64/include/asm/pgtable-hwdef.h (descriptor
+layout).
+
+Layout (a radix tree, as the hardware walks it):
+- upper tables (every level but the leaf) are dict entries: table index -> physical
+  base address. The table index at a level is `addr >> span_shift` where span_shift is
+  the log2 of the VA range one table of that level covers; the top level has exactly one
+  table (index 0), allocated with the table, as pgd_alloc() does at mm creation.
+- leaf (PTE) tables are rows of a pool of numpy arrays: pfn (int64, -1 = none), prot
+  (int8), cont (bool, the PTE_CONT bit) and folio (int64: the head pfn of the folio the
+  page belongs to, -1 = none). A dict maps the leaf table index to its pool row.
+- block (section) mappings at upper levels (pmd_leaf()/pud_leaf()) are dict entries
+  keyed by the global entry index `addr >> level.shift`; a table is never allocated
+  under a block.
+Memory is proportional to the tables in use, never to the VA space.
+
+Units: addresses in bytes; pfn, folio_pfn and nr in this table's page units (kernel
+pages for the Linux table; process pages for the native table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arch.arm64 import contpte
+from .geometry import DESC_SIZE, Geometry
+
+_PROT_MAX = 0x7  # PROT_READ | PROT_WRITE | PROT_EXEC (include/uapi/asm-generic/mman-common.h)
+_BUMP_BASE = 1 << 40  # physical base of the private table allocator (table_alloc=None)
+_NO_ROWS = np.zeros(0, np.int64)
+
+
+@dataclass
+class Lookup:
+    """What a hardware walk returns for each address (arrays of equal length n).
+
+    pfn is the KERNEL frame of the accessed page (-1 if not present); base_shift is the
+    page shift of the geometry walked; leaf_shift the size of the translation as a shift
+    (page, contiguous run when folded, or block); desc_addr[i, j] the physical address of
+    the j-th descriptor read (top level first), -1 where the walk did not read one.  A
+    walk that meets an invalid descriptor records that read and stops.
+    """
+
+    present: np.ndarray
+    pfn: np.ndarray
+    prot: np.ndarray
+    base_shift: np.ndarray
+    leaf_shift: np.ndarray
+    desc_addr: np.ndarray
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class PageTable:
+    """One page-table hierarchy in `geom`. See the module docstring for the layout.
+
+    table_alloc(nbytes) -> physical address of a new table; table_free(phys, nbytes).
+    Without table_alloc a private bump allocator hands out addresses (tables aligned to
+    their size). `listeners` are called after every mapping change as
+    fn(op, addr, nr, pfn=..., prot=..., folio_pfn=..., folio_nr=...) with op one of
+    set_ptes, clear_ptes, modify_prot, set_pmd, clear_pmd, set_pud, clear_pud, and nr in
+    this table's pages.
+    """
+
+    def __init__(self, geom: Geometry, *, table_alloc=None, table_free=None, contpte=False):
+        if not isinstance(geom, Geometry):
+            raise TypeError(f"geom: expected a kernel_model.geometry.Geometry, got {type(geom).__name__}")
+        if (table_alloc is None) != (table_free is None):
+            raise ValueError("table_alloc and table_free: pass both (a System's allocator) or neither")
+        self.geom = geom
+        self.contpte = bool(contpte)
+        self.listeners: list = []
+        self._alloc_fn, self._free_fn = table_alloc, table_free
+        self._bump = _BUMP_BASE
+        lv = geom.levels
+        self._L = len(lv)
+        self._shift = [l.shift for l in lv]
+        self._entries = [l.entries for l in lv]
+        # VA bits one table of level i covers (the top table covers the whole VA space).
+        self._span = [l.shift + (l.entries.bit_length() - 1) for l in lv]
+        self._E = self._entries[-1]
+        self._ps = geom.page_shift
+        # upper tables: level index i (0..L-2) -> {table index: phys}
+        self._upper: list[dict[int, int]] = [dict() for _ in range(self._L - 1)]
+        # block mappings: level index -> {global entry index: [pfn, prot, folio, folio_nr, cont]}
+        self._blocks: list[dict[int, list]] = [dict() for _ in range(self._L - 1)]
+        # leaf pool
+        self._leaf: dict[int, int] = {}
+        cap = 4
+        self._pfn = np.full((cap, self._E), -1, np.int64)
+        self._prot = np.zeros((cap, self._E), np.int8)
+        self._cont = np.zeros((cap, self._E), np.bool_)
+        self._folio = np.full((cap, self._E), -1, np.int64)
+        self._nr_present = np.zeros(cap, np.int64)
+        self._leaf_phys = np.full(cap, -1, np.int64)
+        self._free_slots: list[int] = list(range(cap - 1, -1, -1))
+        self.stats = {"contpte_folds": 0, "contpte_unfolds": 0}
+        self._upper[0][0] = self._table_alloc(0)
+
+    # ---- table memory -------------------------------------------------------------
+
+    def _table_bytes(self, i: int) -> int:
+        return self.geom.levels[i].table_bytes
+
+    def _table_alloc(self, i: int) -> int:
+        nbytes = self._table_bytes(i)
+        if self._alloc_fn is not None:
+            phys = self._alloc_fn(nbytes)
+            if phys is None or int(phys) < 0:
+                raise MemoryError(f"table_alloc({nbytes}) failed: no memory for a level-"
+                                  f"{self.geom.levels[i].number} page table")
+            return int(phys)
+        return self.private_alloc(nbytes)
+
+    def private_alloc(self, nbytes: int) -> int:
+        """The bump allocator used without table_alloc (tables aligned to their size);
+        a second table of the same mm (the native one) shares it so addresses never collide."""
+        phys = _ceil_div(self._bump, nbytes) * nbytes
+        self._bump = phys + nbytes
+        return phys
+
+    def _table_release(self, i: int, phys: int) -> None:
+        if self._free_fn is not None:
+            self._free_fn(phys, self._table_bytes(i))
+
+    @property
+    def bytes(self) -> int:
+        """pgtable_bytes: the top table (possibly partial) plus a page per other table."""
+        return sum(len(self._tables_at(i)) * self._table_bytes(i) for i in range(self._L))
+
+    def _tables_at(self, i: int):
+        return self._leaf if i == self._L - 1 else self._upper[i]
+
+    def nr_tables(self, level_number: int) -> int:
+        for i, lvl in enumerate(self.geom.levels):
+            if lvl.number == level_number:
+                return len(self._tables_at(i))
+        raise ValueError(f"level {level_number}: this {self.geom.describe()} geometry has levels "
+                         f"{[l.number for l in self.geom.levels]}")
+
+    def nr_blocks(self, level_number: int) -> int:
+        i = self._level_index(level_number)
+        return len(self._blocks[i]) if i < self._L - 1 else 0
+
+    @property
+    def nr_ptes(self) -> int:
+        """Present leaf (PTE-level) entries."""
+        return int(self._nr_present.sum())
+
+    def leaf_tables(self) -> list[int]:
+        """Indices (addr >> pmd_shift) of the allocated leaf tables, ascending."""
+        return sorted(self._leaf)
+
+    def _level_index(self, level_number: int) -> int:
+        for i, lvl in enumerate(self.geom.levels):
+            if lvl.number == level_number:
+                return i
+        raise ValueError(f"level {level_number}: not in {self.geom.describe()}")
+
+    # ---- leaf pool ------------------------------------------------------------------
+
+    def _grow(self, need: int = 1) -> None:
+        """Enlarge the leaf pool to hold `need` more tables (at least doubling it)."""
+        old = self._pfn.shape[0]
+        new = max(old * 2, old + need - len(self._free_slots))
+        def grow(a, fill):
+            b = np.full((new,) + a.shape[1:], fill, a.dtype)
+            b[:old] = a
+            return b
+        self._pfn = grow(self._pfn, -1)
+        self._prot = grow(self._prot, 0)
+        self._cont = grow(self._cont, False)
+        self._folio = grow(self._folio, -1)
+        self._nr_present = grow(self._nr_present, 0)
+        self._leaf_phys = grow(self._leaf_phys, -1)
+        self._free_slots = list(range(new - 1, old - 1, -1)) + self._free_slots
+
+    def _reserve(self, n: int) -> None:
+        if len(self._free_slots) < n:
+            self._grow(n)
+
+    def _leaf_get(self, t: int, create: bool) -> int:
+        slot = self._leaf.get(t)
+        if slot is not None or not create:
+            return -1 if slot is None else slot
+        addr = t << self._span[-1]
+        self._ensure_upper(addr)
+        if not self._free_slots:
+            self._grow()
+        slot = self._free_slots.pop()
+        self._leaf_phys[slot] = self._table_alloc(self._L - 1)
+        self._leaf[t] = slot
+        return slot
+
+    def _ensure_upper(self, addr: int) -> None:
+        """__pud_alloc()/__pmd_alloc(): allocate the tables above the leaf for addr."""
+        for i in range(1, self._L - 1):
+            t = addr >> self._span[i]
+            if t not in self._upper[i]:
+                self._check_no_block(i - 1, addr)
+                self._upper[i][t] = self._table_alloc(i)
+        self._check_no_block(self._L - 2, addr)
+
+    def _check_no_block(self, i: int, addr: int) -> None:
+        if i >= 0 and (addr >> self._shift[i]) in self._blocks[i]:
+            raise ValueError(f"address {addr:#x} lies under a level-{self.geom.levels[i].number} block "
+                             f"mapping; clear or split it (split_pmd) before mapping PTEs there")
+
+    # ---- validation -----------------------------------------------------------------
+
+    def _check_range(self, addr: int, nr: int, what: str) -> None:
+        if isinstance(addr, bool) or not isinstance(addr, (int, np.integer)) or addr < 0:
+            raise ValueError(f"{what}: addr must be a non-negative int, got {addr!r}")
+        if addr & (self.geom.page_size - 1):
+            raise ValueError(f"{what}: addr {addr:#x} is not aligned to the {self.geom.page_size}-byte page")
+        if isinstance(nr, bool) or not isinstance(nr, (int, np.integer)) or nr <= 0:
+            raise ValueError(f"{what}: nr must be a positive number of pages, got {nr!r}")
+        if addr + (nr << self._ps) > (1 << self.geom.va_bits):
+            raise ValueError(f"{what}: [{addr:#x}, +{nr} pages) runs past the {self.geom.va_bits}-bit VA space")
+
+    @staticmethod
+    def _check_prot(prot, what: str) -> int:
+        if isinstance(prot, bool) or not isinstance(prot, (int, np.integer)) or not 0 <= prot <= _PROT_MAX:
+            raise ValueError(f"{what}: prot must be PROT_* bits in 0..{_PROT_MAX}, got {prot!r}")
+        return int(prot)
+
+    def _chunks(self, addr: int, nr: int):
+        """Split [addr, +nr pages) at leaf-table boundaries: (table, first entry, end entry, offset)."""
+        first = addr >> self._ps
+        end = first + nr
+        E = self._E
+        p = first
+        while p < end:
+            t = p // E
+            e1 = min(end, (t + 1) * E)
+            yield t, p - t * E, e1 - t * E, p - first
+            p = e1
+
+    def _check_no_blocks_in(self, addr: int, nr: int, what: str) -> None:
+        end = addr + (nr << self._ps)
+        for i in range(self._L - 1):
+            if not self._blocks[i]:
+                continue
+            g0, g1 = addr >> self._shift[i], (end - 1) >> self._shift[i]
+            for g in self._blocks[i]:
+                if g0 <= g <= g1:
+                    raise ValueError(f"{what}: [{addr:#x}, {end:#x}) overlaps the level-"
+                                     f"{self.geom.levels[i].number} block at {g << self._shift[i]:#x}; "
+                                     f"clear it or split_pmd() first")
+
+    # ---- PTE operations ----------------------------------------------------------------
+
+    def _split(self, addr: int, nr: int, create: bool):
+        """[addr, +nr pages) as (partial, rows, offs): chunks of partially covered leaf
+        tables (table, slot, e0, e1, offset) and, for the wholly covered tables in address
+        order, their pool rows and the offsets of their first page in the range. slot is
+        -1 where no table exists and create is False; absent whole tables are left out."""
+        first = addr >> self._ps
+        E = self._E
+        t0, t1 = first // E, (first + nr - 1) // E
+        if t0 == t1 and nr < E:  # the common case: part of one table
+            slot = self._leaf.get(t0, -1)
+            if slot < 0 and create:
+                self._reserve(1)
+                slot = self._leaf_get(t0, True)
+            return [(t0, slot, first - t0 * E, first - t0 * E + nr, 0)], _NO_ROWS, _NO_ROWS
+        if create:
+            missing = sum(1 for t in range(t0, t1 + 1) if t not in self._leaf)
+            self._reserve(missing)
+        partial, rows, offs = [], [], []
+        tabs = range(t0, t1 + 1)
+        if not create and t1 - t0 + 1 > len(self._leaf):
+            tabs = sorted(t for t in self._leaf if t0 <= t <= t1)  # zap skips pmd_none() entries
+        for t in tabs:
+            p0, p1 = max(first, t * E), min(first + nr, (t + 1) * E)
+            slot = self._leaf_get(t, create)
+            if p1 - p0 == E:
+                if slot >= 0:
+                    rows.append(slot)
+                    offs.append(p0 - first)
+            else:
+                partial.append((t, slot, p0 - t * E, p1 - t * E, p0 - first))
+        return partial, np.array(rows, np.int64), np.array(offs, np.int64)
+
+    def set_ptes(self, addr, pfn, nr, prot, *, folio_pfn=None, folio_nr=None) -> None:
+        """Map nr pages from addr to pfn, pfn+1, ... (include/linux/pgtable.h: set_ptes()).
+
+        Linux's contract: the PTEs lie in one PMD and the pages in one folio. Here the
+        range may span leaf tables (one vectorised store for all wholly covered tables,
+        one per partially covered table); callers still pass one folio at a time:
+        [folio_pfn, +folio_nr) must contain [pfn, +nr) (default: the range itself).
+        """
+        self._check_range(addr, nr, "set_ptes")
+        prot = self._check_prot(prot, "set_ptes")
+        if isinstance(pfn, bool) or not isinstance(pfn, (int, np.integer)) or pfn < 0:
+            raise ValueError(f"set_ptes: pfn must be a non-negative int, got {pfn!r}")
+        pfn, nr = int(pfn), int(nr)
+        folio_pfn = pfn if folio_pfn is None else int(folio_pfn)
+        folio_nr = nr if folio_nr is None else int(folio_nr)
+        if folio_nr <= 0 or not folio_pfn <= pfn or pfn + nr > folio_pfn + folio_nr:
+            raise ValueError(f"set_ptes: pages [{pfn}, +{nr}) are not inside the folio "
+                             f"[{folio_pfn}, +{folio_nr}); set_ptes maps one folio at a time")
+        self._check_no_blocks_in(addr, nr, "set_ptes")
+        partial, rows, offs = self._split(addr, nr, create=True)
+        for _, slot, e0, e1, o in partial:
+            row = self._pfn[slot]
+            self._nr_present[slot] += (e1 - e0) - int(np.count_nonzero(row[e0:e1] >= 0))
+            row[e0:e1] = np.arange(pfn + o, pfn + o + (e1 - e0), dtype=np.int64)
+            self._prot[slot, e0:e1] = prot
+            self._folio[slot, e0:e1] = folio_pfn
+            if self.contpte:
+                folds, unfolds = contpte.contpte_set_update(
+                    row, self._prot[slot], self._folio[slot], self._cont[slot], e0, e1,
+                    self.geom.cont_pte, (pfn - (addr >> self._ps)) % self.geom.cont_pte == 0)
+                self.stats["contpte_folds"] += folds
+                self.stats["contpte_unfolds"] += unfolds
+        if rows.size:
+            k, E, off = rows.size, self._E, int(offs[0])  # created: consecutive tables
+            self._pfn[rows] = np.arange(pfn + off, pfn + off + k * E, dtype=np.int64).reshape(k, E)
+            self._prot[rows] = prot
+            self._folio[rows] = folio_pfn
+            self._nr_present[rows] = E
+            if self.contpte:
+                # whole runs of one folio with one prot: foldable iff the PA is congruent
+                # to the VA modulo the run (contpte_set_ptes(): addr and PA run-aligned)
+                c = self.geom.cont_pte
+                ok = (pfn - (addr >> self._ps)) % c == 0
+                was = self._cont[rows][:, ::c]
+                self.stats["contpte_folds"] += int(np.count_nonzero(~was)) if ok else 0
+                self._cont[rows] = ok
+        self._notify("set_ptes", addr, nr, pfn=pfn, prot=prot, folio_pfn=folio_pfn, folio_nr=folio_nr)
+
+    def clear_ptes(self, addr, nr) -> np.ndarray:
+        """Clear nr PTEs from addr (get_and_clear_full_ptes()); returns the old pfns, -1 = none."""
+        self._check_range(addr, nr, "clear_ptes")
+        self._check_no_blocks_in(addr, nr, "clear_ptes")
+        nr = int(nr)
+        out = np.full(nr, -1, np.int64)
+        partial, rows, offs = self._split(addr, nr, create=False)
+        for _, slot, e0, e1, o in partial:
+            if slot < 0:
+                continue
+            row = self._pfn[slot]
+            old = row[e0:e1]
+            out[o:o + e1 - e0] = old
+            self._nr_present[slot] -= int(np.count_nonzero(old >= 0))
+            row[e0:e1] = -1
+            self._prot[slot, e0:e1] = 0
+            self._folio[slot, e0:e1] = -1
+            self._contpte_update(slot, e0, e1)
+        if rows.size:
+            out[offs[:, None] + np.arange(self._E)] = self._pfn[rows]
+            self._pfn[rows] = -1
+            self._prot[rows] = 0
+            self._folio[rows] = -1
+            self._cont[rows] = False
+            self._nr_present[rows] = 0
+        self._notify("clear_ptes", addr, nr)
+        return out
+
+    def modify_prot(self, addr, nr, prot) -> None:
+        """Change the protection of the present PTEs in range (change_pte_range() through
+        modify_prot_start_ptes()/modify_prot_commit_ptes()); none entries stay none."""
+        self._check_range(addr, nr, "modify_prot")
+        prot = self._check_prot(prot, "modify_prot")
+        self._check_no_blocks_in(addr, nr, "modify_prot")
+        partial, rows, _ = self._split(addr, int(nr), create=False)
+        for _, slot, e0, e1, _o in partial:
+            if slot < 0:
+                continue
+            seg = self._prot[slot, e0:e1]
+            seg[self._pfn[slot, e0:e1] >= 0] = prot
+            self._contpte_update(slot, e0, e1)
+        if rows.size:
+            pf = self._pfn[rows]
+            self._prot[rows] = np.where(pf >= 0, prot, 0)
+            if self.contpte:
+                c = self.geom.cont_pte
+                folds, unfolds = contpte.contpte_update(pf.ravel(), self._prot[rows].ravel(),
+                                                        self._folio[rows].ravel(), cont := self._cont[rows].ravel(),
+                                                        0, pf.size, c)
+                self._cont[rows] = cont.reshape(rows.size, self._E)
+                self.stats["contpte_folds"] += folds
+                self.stats["contpte_unfolds"] += unfolds
+        self._notify("modify_prot", addr, int(nr), prot=prot)
+
+    def set_pte_array(self, addr, pfns, prots, folios) -> None:
+        """Store arbitrary entries from arrays (-1 pfn = none): rebuilding a table from
+        another one (the on-demand native table). No listeners are called."""
+        pfns = np.asarray(pfns, np.int64)
+        nr = len(pfns)
+        self._check_range(addr, nr, "set_pte_array")
+        prots = np.broadcast_to(np.asarray(prots, np.int8), (nr,))
+        folios = np.broadcast_to(np.asarray(folios, np.int64), (nr,))
+        self._check_no_blocks_in(addr, nr, "set_pte_array")
+        for t, e0, e1, off in self._chunks(addr, nr):
+            seg = pfns[off:off + e1 - e0]
+            slot = self._leaf_get(t, create=bool((seg >= 0).any()))
+            if slot < 0:
+                continue
+            present = seg >= 0
+            self._nr_present[slot] += int(np.count_nonzero(present)) - int(
+                np.count_nonzero(self._pfn[slot, e0:e1] >= 0))
+            self._pfn[slot, e0:e1] = seg
+            self._prot[slot, e0:e1] = np.where(present, prots[off:off + e1 - e0], 0)
+            self._folio[slot, e0:e1] = np.where(present, folios[off:off + e1 - e0], -1)
+            self._contpte_update(slot, e0, e1)
+
+    def read_ptes(self, addr, nr):
+        """(pfn, prot, folio) arrays of the nr pages from addr as this table maps them,
+        block mappings expanded to their pages; -1 pfn/folio where nothing is mapped."""
+        self._check_range(addr, nr, "read_ptes")
+        nr = int(nr)
+        pfn = np.full(nr, -1, np.int64)
+        prot = np.zeros(nr, np.int8)
+        folio = np.full(nr, -1, np.int64)
+        for t, e0, e1, off in self._chunks(addr, nr):
+            slot = self._leaf.get(t)
+            if slot is not None:
+                pfn[off:off + e1 - e0] = self._pfn[slot, e0:e1]
+                prot[off:off + e1 - e0] = self._prot[slot, e0:e1]
+                folio[off:off + e1 - e0] = self._folio[slot, e0:e1]
+        end = addr + (nr << self._ps)
+        for i in range(self._L - 1):
+            for g, (bpfn, bprot, bfolio, _, _) in self._blocks[i].items():
+                b0, b1 = max(g << self._shift[i], addr), min((g + 1) << self._shift[i], end)
+                if b0 < b1:
+                    s0, s1 = (b0 - addr) >> self._ps, (b1 - addr) >> self._ps
+                    first = bpfn + ((b0 - (g << self._shift[i])) >> self._ps)
+                    pfn[s0:s1] = np.arange(first, first + s1 - s0)
+                    prot[s0:s1] = bprot
+                    folio[s0:s1] = bfolio
+        return pfn, prot, folio
+
+    def _contpte_update(self, slot: int, e0: int, e1: int) -> None:
+        if not self.contpte:
+            return
+        folds, unfolds = contpte.contpte_update(self._pfn[slot], self._prot[slot], self._folio[slot],
+                                                self._cont[slot], e0, e1, self.geom.cont_pte)
+        self.stats["contpte_folds"] += folds
+        self.stats["contpte_unfolds"] += unfolds
+
+    def cont_bits(self, addr, nr) -> np.ndarray:
+        """The PTE_CONT bits of nr PTEs from addr (False where no table)."""
+        self._check_range(addr, nr, "cont_bits")
+        out = np.zeros(int(nr), np.bool_)
+        for t, e0, e1, off in self._chunks(addr, int(nr)):
+            slot = self._leaf.get(t)
+            if slot is not None:
+                out[off:off + e1 - e0] = self._cont[slot, e0:e1]
+        return out
+
+    # ---- block mappings ------------------------------------------------------------
+
+    def _set_block(self, i: int, op: str, addr, pfn, prot, folio_pfn, folio_nr) -> None:
+        size = 1 << self._shift[i]
+        npages = size >> self._ps
+        self._check_range(addr, npages, op)
+        prot = self._check_prot(prot, op)
+        if addr & (size - 1):
+            raise ValueError(f"{op}: addr {addr:#x} is not aligned to the {size:#x}-byte block")
+        if isinstance(pfn, bool) or not isinstance(pfn, (int, np.integer)) or pfn < 0 or pfn % npages:
+            raise ValueError(f"{op}: pfn {pfn!r} must be a non-negative multiple of {npages} "
+                             f"(a block maps a naturally aligned run)")
+        pfn = int(pfn)
+        folio_pfn = pfn if folio_pfn is None else int(folio_pfn)
+        folio_nr = npages if folio_nr is None else int(folio_nr)
+        if not folio_pfn <= pfn or pfn + npages > folio_pfn + folio_nr:
+            raise ValueError(f"{op}: the block's pages [{pfn}, +{npages}) are not inside the folio "
+                             f"[{folio_pfn}, +{folio_nr}); a block needs a folio covering it")
+        for j in range(i):  # no block above
+            self._check_no_block(j, addr)
+        g = addr >> self._shift[i]
+        child = self._tables_at(i + 1)
+        if g in child:  # a table below: only an empty one may be replaced (pmd_install()/collapse)
+            if i + 1 == self._L - 1 and self._nr_present[child[g]] == 0:
+                self._free_leaf(g)
+            else:
+                raise ValueError(f"{op}: a page table with entries exists under {addr:#x}; "
+                                 f"clear the range and free_empty_tables() first")
+        for j in range(1, i + 1):
+            t = addr >> self._span[j]
+            if t not in self._upper[j]:
+                self._upper[j][t] = self._table_alloc(j)
+        was = self._blocks[i].get(g)
+        self._blocks[i][g] = [pfn, prot, folio_pfn, folio_nr, False]
+        if self.contpte and i == self._L - 2:
+            self._contpmd_update(g, touched_was_cont=bool(was and was[4]))
+        self._notify(op, addr, npages, pfn=pfn, prot=prot, folio_pfn=folio_pfn, folio_nr=folio_nr)
+
+    def _clear_block(self, i: int, op: str, addr) -> int:
+        size = 1 << self._shift[i]
+        if isinstance(addr, bool) or not isinstance(addr, (int, np.integer)) or addr < 0 or addr & (size - 1):
+            raise ValueError(f"{op}: addr {addr!r} must be a {size:#x}-aligned address")
+        g = addr >> self._shift[i]
+        old = self._blocks[i].pop(g, None)
+        if old is None:
+            return -1
+        if self.contpte and i == self._L - 2:
+            self._contpmd_update(g, touched_was_cont=old[4])
+        self._notify(op, addr, size >> self._ps)
+        return old[0]
+
+    def _contpmd_update(self, g: int, touched_was_cont: bool) -> None:
+        folds, unfolds = contpte.contpmd_update(self._blocks[self._L - 2], g, self.geom.cont_pmd,
+                                                self.geom.pmd_size >> self._ps, touched_was_cont)
+        self.stats["contpte_folds"] += folds
+        self.stats["contpte_unfolds"] += unfolds
+
+    def set_pmd(self, addr, pfn, prot, *, folio_pfn=None, folio_nr=None) -> None:
+        """A PMD block mapping (set_pmd_at(), pmd_leaf()); folio defaults to the block."""
+        self._set_block(self._L - 2, "set_pmd", addr, pfn, prot, folio_pfn, folio_nr)
+
+    def clear_pmd(self, addr) -> int:
+        """pmdp_huge_get_and_clear(): returns the block's pfn or -1 if there was none."""
+        return self._clear_block(self._L - 2, "clear_pmd", addr)
+
+    def _pud_index(self, op: str) -> int:
+        if self.geom.pud_size is None or self._L < 3:
+            raise ValueError(f"{op}: no PUD block mappings with a {self.geom.page_size}-byte granule "
+                             f"(arch/arm64/include/asm/pgtable.h: pud_sect_supported() is 4K only)")
+        return self._L - 3
+
+    def set_pud(self, addr, pfn, prot, *, folio_pfn=None, folio_nr=None) -> None:
+        self._set_block(self._pud_index("set_pud"), "set_pud", addr, pfn, prot, folio_pfn, folio_nr)
+
+    def clear_pud(self, addr) -> int:
+        return self._clear_block(self._pud_index("clear_pud"), "clear_pud", addr)
+
+    def split_pmd(self, addr) -> None:
+        """Replace the PMD block at addr by a PTE table mapping the same pages
+        (mm/huge_memory.c: __split_huge_pmd_locked()); listeners see no change."""
+        i = self._L - 2
+        size = 1 << self._shift[i]
+        g = addr >> self._shift[i]
+        blk = self._blocks[i].get(g) if not addr & (size - 1) else None
+        if blk is None:
+            raise ValueError(f"split_pmd: no PMD block mapping at {addr!r}")
+        listeners, self.listeners = self.listeners, []
+        try:
+            del self._blocks[i][g]
+            if self.contpte:
+                self._contpmd_update(g, touched_was_cont=blk[4])
+            self.set_ptes(addr, blk[0], size >> self._ps, blk[1], folio_pfn=blk[2], folio_nr=blk[3])
+        finally:
+            self.listeners = listeners
+
+    def drop_range(self, addr: int, size: int) -> None:
+        """Unmap everything in [addr, addr+size), blocks included (a partially covered
+        block is split first), without notifying listeners: discarding a table that can
+        be rebuilt (the on-demand native table)."""
+        listeners, self.listeners = self.listeners, []
+        try:
+            end = addr + size
+            for i in range(self._L - 1):
+                bsize = 1 << self._shift[i]
+                for g in sorted(g for g in self._blocks[i] if (g << self._shift[i]) < end
+                                and ((g + 1) << self._shift[i]) > addr):
+                    b0 = g << self._shift[i]
+                    if b0 >= addr and b0 + bsize <= end:
+                        self._clear_block(i, "drop_range", b0)
+                    elif i == self._L - 2:
+                        self.split_pmd(b0)
+                    else:
+                        raise ValueError(f"drop_range: [{addr:#x}, {end:#x}) splits the level-"
+                                         f"{self.geom.levels[i].number} block at {b0:#x}")
+            self.clear_ptes(addr, size >> self._ps)
+        finally:
+            self.listeners = listeners
+
+    # ---- teardown --------------------------------------------------------------------
+
+    def _free_leaf(self, t: int) -> None:
+        slot = self._leaf.pop(t)
+        self._table_release(self._L - 1, int(self._leaf_phys[slot]))
+        self._pfn[slot] = -1
+        self._prot[slot] = 0
+        self._cont[slot] = False
+        self._folio[slot] = -1
+        self._nr_present[slot] = 0
+        self._leaf_phys[slot] = -1
+        self._free_slots.append(slot)
+
+    def free_empty_tables(self) -> int:
+        """free_pgtables(): free every table below the top with no entry; returns bytes freed."""
+        before = self.bytes
+        for t in [t for t, s in self._leaf.items() if self._nr_present[s] == 0]:
+            self._free_leaf(t)
+        for i in range(self._L - 2, 0, -1):
+            bits = self._span[i] - self._shift[i]
+            used = {c >> bits for c in self._tables_at(i + 1)}
+            used.update(g >> bits for g in self._blocks[i])
+            for t in [t for t in self._upper[i] if t not in used]:
+                self._table_release(i, self._upper[i].pop(t))
+        return before - self.bytes
+
+    def _notify(self, op: str, addr: int, nr: int, **kw) -> None:
+        for fn in self.listeners:
+            fn(op, int(addr), int(nr), **kw)
+
+    # ---- hardware walk ---------------------------------------------------------------
+
+    def lookup(self, addrs) -> Lookup:
+        """Walk every address as the MMU would; vectorised per level: group the addresses
+        by table (np.unique over the table index), translate each table once, gather."""
+        a = np.asarray(addrs, dtype=np.int64).ravel()
+        if a.size and (a.min() < 0 or a.max() >= (1 << self.geom.va_bits)):
+            raise ValueError(f"lookup: addresses must lie in [0, 2**{self.geom.va_bits})")
+        n, L, ps = a.size, self._L, self._ps
+        desc = np.full((n, L), -1, np.int64)
+        pfn = np.full(n, -1, np.int64)
+        prot = np.zeros(n, np.int8)
+        leaf_shift = np.full(n, ps, np.int8)
+        base = np.full(n, self._upper[0][0], np.int64)
+        live = np.arange(n)
+        for i in range(L):
+            if live.size == 0:
+                break
+            la = a[live]
+            desc[live, i] = base[live] + ((la >> self._shift[i]) & (self._entries[i] - 1)) * DESC_SIZE
+            g = la >> self._shift[i]
+            uniq, inv = np.unique(g, return_inverse=True)
+            if i == L - 1:
+                slots = np.array([self._leaf.get(int(t), -1) for t in (uniq >> (self._span[i] - self._shift[i]))],
+                                 np.int64)[inv]
+                e = (la >> ps) & (self._E - 1)
+                # every live address has a leaf table: the previous level checked it
+                pfn[live] = self._pfn[slots, e]
+                prot[live] = self._prot[slots, e]
+                cont = self._cont[slots, e]
+                leaf_shift[live] = np.where(cont, ps + contpte.ilog2(self.geom.cont_pte), ps)
+                break
+            blocks = self._blocks[i]
+            if blocks:
+                info = [blocks.get(int(u)) for u in uniq]
+                isblk_u = np.array([b is not None for b in info], np.bool_)
+                isblk = isblk_u[inv]
+                if isblk.any():
+                    bp = np.array([b[0] if b else -1 for b in info], np.int64)[inv][isblk]
+                    bpr = np.array([b[1] if b else 0 for b in info], np.int8)[inv][isblk]
+                    bc = np.array([b[4] if b else False for b in info], np.bool_)[inv][isblk]
+                    idx = live[isblk]
+                    pfn[idx] = bp + ((a[idx] & ((1 << self._shift[i]) - 1)) >> ps)
+                    prot[idx] = bpr
+                    cshift = self._shift[i] + contpte.ilog2(self.geom.cont_pmd)
+                    leaf_shift[idx] = np.where(bc, cshift, self._shift[i])
+                    keep = ~isblk
+                    live, la, inv = live[keep], la[keep], inv[keep]
+            child = self._tables_at(i + 1)
+            if i + 1 == L - 1:
+                cphys_u = np.array([self._leaf_phys[child[int(u)]] if int(u) in child else -1 for u in uniq],
+                                   np.int64)
+            else:
+                cphys_u = np.array([child.get(int(u), -1) for u in uniq], np.int64)
+            cphys = cphys_u[inv]
+            ok = cphys >= 0
+            live = live[ok]
+            base[live] = cphys[ok]
+        present = pfn >= 0
+        leaf_shift[~present] = ps
+        return Lookup(present=present, pfn=pfn, prot=prot, base_shift=np.full(n, ps, np.int8),
+                      leaf_shift=leaf_shift, desc_addr=desc)
