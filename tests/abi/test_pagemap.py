@@ -158,3 +158,17 @@ def test_errors_and_edges(system):
     assert p64.read_pagemap(p4.pid, top - 64 * K, 5) == [0]  # read() stops at TASK_SIZE
     with pytest.raises(TypeError, match="ints"):
         p4.read_pagemap(p64.pid, "0x1000", 1)
+
+
+def test_16k_kernel_16k_reader_has_no_mismatch_and_64k_reader_does():
+    system = System(kernel_page_size="16K", memory_size="256M")
+    p16 = system.execve(page_size="16K")
+    p64 = system.execve(page_size="64K")
+    addr = p64.mmap(0, 64 * K, RW, ANON)
+    assert p64.touch(addr, write=True) == 0
+    first = kernel_pfns(p64, [addr])[0]
+    flags = PM_PRESENT | PM_MMAP_EXCLUSIVE
+    assert p16.read_pagemap(p64.pid, addr, 4) == [flags | (first + i) for i in range(4)]
+    assert system.stats.events[PAGEMAP_STAT_MISMATCH] == 0
+    assert p64.read_pagemap(p64.pid, addr, 1) == [flags | first]
+    assert system.stats.events[PAGEMAP_STAT_MISMATCH] == 1

@@ -214,3 +214,18 @@ def test_munmap_drops_the_registration(system):
     assert p.touch(BASE) == memory.VM_FAULT_RETRY
     assert p.uffd_read(other) == [UffdMsg(UFFD_EVENT_PAGEFAULT, BASE, 0)]
     assert p.uffd_read(fd) == []
+
+
+@pytest.mark.parametrize("ps,nr", [(16 * K, 1), (64 * K, 4)])
+def test_on_a_16k_kernel_a_copy_installs_page_size_over_16k_ptes(ps, nr):
+    system = System(kernel_page_size="16K", memory_size="256M")
+    p = system.execve(page_size=ps)
+    assert p.mmap(BASE, 2 * ps, RW, ANON | MAP_FIXED) == BASE
+    fd = p.userfaultfd()
+    assert p.uffdio_register(fd, BASE, 2 * ps) == 0
+    assert p.touch(BASE + ps + 16 * K - 1, write=True) == memory.VM_FAULT_RETRY
+    assert p.uffd_read(fd) == [UffdMsg(UFFD_EVENT_PAGEFAULT, BASE + ps, UFFD_PAGEFAULT_FLAG_WRITE)]
+    assert p.uffdio_copy(fd, BASE + ps, b"\0" * ps, ps) == 0
+    assert system.stats.events[STAT_INSTALLED] == nr
+    look = p.mm.pgtable.lookup(np.arange(BASE, BASE + 2 * ps, 16 * K, dtype=np.int64))
+    assert [int(x) for x in look.present] == [0] * nr + [1] * nr
