@@ -35,6 +35,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .units import parse_page_size
 from .compaction import PB_FREE, PB_MOVABLE, PB_TAIL, PB_UNMOVABLE, UNCLEARABLE, buddy_fit, compaction_scan
 
 # arch/arm64/Kconfig, config ARCH_FORCE_MAX_ORDER: default "13" if ARM64_64K_PAGES,
@@ -264,18 +265,19 @@ class PageAllocator:
             raise ValueError(f"fragmentation: expected a number 0.0..1.0, got {fragmentation!r}") from None
         if not 0.0 <= fragmentation <= 1.0 or math.isnan(fragmentation):
             raise ValueError(f"fragmentation: {fragmentation!r} is out of range 0.0..1.0")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
         if page_size is None:
             by_order = {o: ps for ps, o in MAX_ORDER_FOR.items()}
             page_size = by_order.get(int(max_order), 4096)
-        if page_size not in PMD_ORDER_FOR:
-            raise ValueError(f"page_size: {page_size!r} is not a kernel page size; allowed 4096, 16384, 65536")
+        page_size = parse_page_size(page_size, what="page_size")
 
         self.nr_frames = int(nr_frames)
         self.max_order = int(max_order)
         self.page_size = int(page_size)
         self.pageblock_order = pageblock_order_for(self.page_size, self.max_order)
         self.fragmentation = fragmentation
-        self.seed = seed
+        self.seed = int(seed)
         self._migrate_hook = None
         self._pending_moves = []  # (old_pfn, new_pfn, order) of the compaction in progress
 
@@ -418,6 +420,8 @@ class PageAllocator:
     _use_deferral = True  # tests switch it off to show it changes no result
 
     def _check_order(self, order, what: str) -> int:
+        if type(order) is int and 0 <= order <= self.max_order:  # the common case, cheaply
+            return order
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 0 <= order <= self.max_order:
             raise ValueError(f"{what}: order {order!r} is out of range 0..{self.max_order} (max_order)")
         return int(order)

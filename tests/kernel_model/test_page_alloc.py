@@ -55,6 +55,7 @@ def test_max_order_is_arm64_kconfig():
     (dict(nr_frames=8, max_order=3, fragmentation=1.5), "fragmentation"),
     (dict(nr_frames=8, max_order=3, fragmentation="lots"), "fragmentation"),
     (dict(nr_frames=8, max_order=3, page_size=8192), "page_size"),
+    (dict(nr_frames=8, max_order=3, seed=None), "seed"),
 ])
 def test_constructor_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -235,6 +236,11 @@ def test_fragmentation_layout_is_seeded():
     assert a.prefill_pfns.tolist() == b.prefill_pfns.tolist()
     assert a.prefill_pfns.tolist() != c.prefill_pfns.tolist()
     assert a.prefill_pfns.size == 94  # 312 pageblocks of 16 frames (+8 left over) * 0.3 = 93.6
+    ref = NaiveBuddy(0, 4)  # free every other frame one at a time: the same free lists
+    for pfn in sorted(set(range(5000)) - set(a.prefill_pfns.tolist())):
+        ref.release(pfn, 0)
+    assert free_lists(a) == [sorted(s) for s in ref.free]
+    assert PageAllocator(64, max_order=3, page_size="64K").pageblock_order == 3
     assert [a.alloc(2) for _ in range(5)] == [b.alloc(2) for _ in range(5)]
 
 
