@@ -1,88 +1,12 @@
 """Fixtures for the syscall tests: a process per (kernel page size, process page size).
 
 The matrix of the issue: process pages of 4K, 16K and 64K on a 4K kernel, and 16K on a
-16K kernel. Until kernel_model/pgtable.py lands, a small dict-backed stand-in with the
-README's PageTable interface is installed so that these tests exercise the ABI alone.
+16K kernel.
 """
 
-import importlib.util
-import sys
-import types
-from dataclasses import dataclass
-
-import numpy as np
 import pytest
 
-
-def _install_pgtable_double():
-    if importlib.util.find_spec("kernel_model.pgtable") is not None:
-        return
-
-    @dataclass
-    class Lookup:
-        present: np.ndarray
-        pfn: np.ndarray
-        prot: np.ndarray
-        base_shift: np.ndarray
-        leaf_shift: np.ndarray
-        desc_addr: np.ndarray
-
-    class PageTable:
-        """Leaf entries in a dict keyed by kernel-page number: enough for the ABI tests."""
-
-        def __init__(self, geom, *, table_alloc=None, table_free=None, contpte=False):
-            self.geom = geom
-            self.shift = geom.page_shift
-            self.ptes = {}
-            self.listeners = []
-            self.bytes = 0
-
-        def set_ptes(self, addr, pfn, nr, prot, *, folio_pfn=None, folio_nr=None):
-            base = addr >> self.shift
-            for i in range(nr):
-                self.ptes[base + i] = (pfn + i, prot)
-
-        def clear_ptes(self, addr, nr):
-            base = addr >> self.shift
-            return np.array([self.ptes.pop(base + i, (-1, 0))[0] for i in range(nr)], dtype=np.int64)
-
-        def modify_prot(self, addr, nr, prot):
-            base = addr >> self.shift
-            for i in range(nr):
-                if base + i in self.ptes:
-                    self.ptes[base + i] = (self.ptes[base + i][0], prot)
-
-        def set_pmd(self, addr, pfn, prot):
-            self.set_ptes(addr, pfn, self.geom.pmd_size >> self.shift, prot)
-
-        def clear_pmd(self, addr):
-            self.clear_ptes(addr, self.geom.pmd_size >> self.shift)
-
-        def lookup(self, addrs):
-            keys = np.asarray(addrs, dtype=np.int64) >> self.shift
-            got = [self.ptes.get(int(k)) for k in keys]
-            n = len(got)
-            return Lookup(present=np.array([g is not None for g in got], dtype=bool),
-                          pfn=np.array([g[0] if g else -1 for g in got], dtype=np.int64),
-                          prot=np.array([g[1] if g else 0 for g in got], dtype=np.int8),
-                          base_shift=np.full(n, self.shift, dtype=np.int8),
-                          leaf_shift=np.full(n, self.shift, dtype=np.int8),
-                          desc_addr=np.full((n, 1), -1, dtype=np.int64))
-
-        def free_empty_tables(self):
-            pass
-
-        def nr_tables(self, level_number):
-            return 0
-
-    mod = types.ModuleType("kernel_model.pgtable")
-    mod.PageTable, mod.Lookup = PageTable, Lookup
-    sys.modules["kernel_model.pgtable"] = mod
-
-
-_install_pgtable_double()
-
-from kernel_model.system import System  # noqa: E402
+from kernel_model.system import System
 
 MATRIX = [("4K", "4K"), ("4K", "16K"), ("4K", "64K"), ("16K", "16K")]
 
