@@ -37,8 +37,10 @@ lookup latency once per walk when a walk cache is configured.
 
 Pre-filter.  An access to the same TLB entry and the same data line as the previous
 (present) access hits L1 and L1D and leaves every replacement state unchanged (both
-entries are already the most recent), so such runs are collapsed with numpy before the
-sequential kernel (kernel_model/tlb_cache.py) sees them.
+entries are already the most recent), so the kernel skips it after one comparison of
+(key, line) with the previous access.  The keys and lines are computed inside the
+kernel's single pass rather than as numpy temporaries: the only O(n) arrays are the
+caller's Lookup fields (kernel_model/tlb_cache.py: tlb_run).
 """
 
 from __future__ import annotations
@@ -229,8 +231,8 @@ def _lookup_arrays(addrs, lookup):
     desc = np.ascontiguousarray(desc, dtype=np.int64)
     present = arrays["present"].astype(np.bool_, copy=False)
     pfn = arrays["pfn"].astype(np.int64, copy=False)
-    base_shift = arrays["base_shift"].astype(np.int64)
-    leaf_shift = arrays["leaf_shift"].astype(np.int64)
+    base_shift = arrays["base_shift"].astype(np.int8, copy=False)
+    leaf_shift = arrays["leaf_shift"].astype(np.int8, copy=False)
     if present.any():
         bs, ls = base_shift[present], leaf_shift[present]
         if bs.min() < MIN_SHIFT or ls.max() > MAX_SHIFT or (ls < bs).any():
@@ -242,21 +244,22 @@ def _lookup_arrays(addrs, lookup):
     return addrs, present, pfn, base_shift, leaf_shift, desc
 
 
-def tlb_entry_keys(addrs, present, base_shift, leaf_shift, coalesce_contig):
-    """The TLB entry key of each access: (addr >> shift) << 6 | shift, -1 if not present."""
-    shift = leaf_shift if coalesce_contig else base_shift
-    shift = np.where(present, shift, 0)
-    keys = ((addrs >> shift) << 6) | shift
-    keys[~present] = -1
-    return keys
-
-
-def data_lines(addrs, present, pfn, kernel_page_shift, line_shift):
-    """Physical line of each access, (pfn << PAGE_SHIFT | offset) >> line_shift; -1 if not present."""
-    offset = addrs & ((1 << kernel_page_shift) - 1)
-    lines = ((np.where(present, pfn, 0) << kernel_page_shift) | offset) >> line_shift
-    lines[~present] = -1
-    return lines
+def _kernel_params(cfg: TlbConfig, kernel_page_shift: int) -> np.ndarray:
+    c = tlb_cache
+    p = np.zeros(c.NR_PARAMS, dtype=np.int64)
+    p[c.P_L1_SETS], p[c.P_L1_WAYS] = cfg.l1.sets, cfg.l1.ways
+    p[c.P_L2_SETS], p[c.P_L2_WAYS] = cfg.l2.sets, cfg.l2.ways
+    p[c.P_WC_SETS], p[c.P_WC_WAYS] = cfg.walk_cache.sets, cfg.walk_cache.ways
+    p[c.P_LRU] = cfg.replacement == "lru"
+    p[c.P_D1_SETS], p[c.P_D1_WAYS] = cfg.l1d.sets, cfg.l1d.ways
+    p[c.P_D2_SETS], p[c.P_D2_WAYS] = cfg.l2d.sets, cfg.l2d.ways
+    p[c.P_WC_LATENCY], p[c.P_D1_LATENCY] = cfg.walk_cache.latency, cfg.l1d.latency
+    p[c.P_D2_LATENCY], p[c.P_MEM_LATENCY] = cfg.l2d.latency, cfg.mem_latency
+    p[c.P_COALESCE] = cfg.coalesce_contig
+    p[c.P_DATA_LINES] = cfg.model_data_lines
+    p[c.P_KERNEL_PAGE_SHIFT] = kernel_page_shift
+    p[c.P_LINE_SHIFT] = cfg.line_shift
+    return p
 
 
 def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None) -> dict:
@@ -284,29 +287,14 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
             raise ValueError(f"simulate_tlb: is_write must have shape ({n},), got {is_write.shape}")
         writes = int(np.count_nonzero(is_write))
 
-    keys = tlb_entry_keys(addrs, present, base_shift, leaf_shift, cfg.coalesce_contig)
+    kps = 0
     if cfg.model_data_lines:
         if kernel_page_shift is None:
             raise ValueError("simulate_tlb: pass kernel_page_shift= (the kernel's PAGE_SHIFT, the unit "
                              "of lookup.pfn) to place data lines, or set tlb.model_data_lines: false")
         kps = _int(kernel_page_shift, "kernel_page_shift", minimum=MIN_SHIFT)
-        lines = data_lines(addrs, present, pfn, kps, cfg.line_shift)
-    else:
-        lines = np.full(n, -1, dtype=np.int64)
-
-    # Collapse repeats: same entry, same line, both present (see the module doc).
-    keep = np.ones(n, dtype=np.bool_)
-    if n > 1:
-        keep[1:] = ~(present[1:] & present[:-1] & (keys[1:] == keys[:-1]) & (lines[1:] == lines[:-1]))
-    rows = np.flatnonzero(keep)
-
-    wc = cfg.walk_cache
-    out = tlb_cache.tlb_run(
-        keys[rows], present[rows], rows, desc, lines[rows],
-        cfg.l1.sets, cfg.l1.ways, cfg.l2.sets, cfg.l2.ways, wc.sets, wc.ways,
-        cfg.replacement == "lru",
-        cfg.l1d.sets, cfg.l1d.ways, cfg.l2d.sets, cfg.l2d.ways,
-        wc.latency, cfg.l1d.latency, cfg.l2d.latency, cfg.mem_latency)
+    out = tlb_cache.tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc,
+                            _kernel_params(cfg, kps))
     c = tlb_cache
     res = {
         "accesses": n,
@@ -328,5 +316,4 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
     return res
 
 
-__all__ = ["TlbConfig", "TlbLevel", "DataCache", "simulate_tlb", "tlb_entry_keys", "data_lines",
-           "REPLACEMENT_POLICIES"]
+__all__ = ["TlbConfig", "TlbLevel", "DataCache", "simulate_tlb", "REPLACEMENT_POLICIES"]

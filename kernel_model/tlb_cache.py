@@ -11,6 +11,9 @@ rows of `ways` (tag, stamp) pairs.  The contracts:
 - A lookup that hits refreshes the stamp only under LRU; a miss never changes state;
   a fill replaces the way with the smallest stamp.
 
+The per-structure helpers are inlined into tlb_run (inline="always": numba's own IR
+inlining; as separate calls they cost about twice as much per data-cache read).
+
 These are the loops that are sequential by nature (each access sees the state the
 previous one left), so they are numba-compiled with cache=True: a sweep runs many
 cells per process and must not recompile per cell.  Everything vectorisable is done
@@ -23,6 +26,7 @@ import numpy as np
 from numba import njit
 
 EMPTY = -1
+HIT = -2  # cache_access(): the tag was present
 
 # Output counters of tlb_run(), by index.
 C_L1_MISS = 0
@@ -47,7 +51,16 @@ def cache_new(sets: int, ways: int) -> tuple[np.ndarray, np.ndarray]:
             np.full((sets, ways), EMPTY, dtype=np.int64))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def set_index(tag, sets):
+    """tag % sets for a non-negative tag; a mask when sets is a power of two (the
+    usual case), which spares a 64-bit division per lookup."""
+    if sets & (sets - 1) == 0:
+        return tag & (sets - 1)
+    return tag % sets
+
+
+@njit(cache=True, inline="always")
 def cache_lookup(tags, stamps, s, tag, now, lru):
     """True when `tag` is in set `s`; under LRU a hit becomes the most recent."""
     for w in range(tags.shape[1]):
@@ -58,7 +71,7 @@ def cache_lookup(tags, stamps, s, tag, now, lru):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cache_fill(tags, stamps, s, tag, now):
     """Insert `tag` (known absent) into set `s`; return the evicted tag or -1."""
     victim = 0
@@ -73,7 +86,145 @@ def cache_fill(tags, stamps, s, tag, now):
     return evicted
 
 
+@njit(cache=True, inline="always")
+def cache_access(tags, stamps, s, tag, now, lru):
+    """Look `tag` up in set `s` and fill it on a miss, in one pass over the ways.
+
+    Returns -2 on a hit, else the evicted tag (-1: an empty way was used).  Equivalent
+    to cache_lookup() followed, on a miss, by cache_fill().
+    """
+    hit = -1
+    victim = 0
+    oldest = stamps[s, 0]
+    for w in range(tags.shape[1]):
+        if tags[s, w] == tag:
+            hit = w
+        if stamps[s, w] < oldest:
+            oldest = stamps[s, w]
+            victim = w
+    if hit >= 0:
+        if lru:
+            stamps[s, hit] = now
+        return HIT
+    evicted = tags[s, victim]
+    tags[s, victim] = tag
+    stamps[s, victim] = now
+    return evicted
+
+
+# Fully associative structures wider than this use fa_access() (hash + LRU list, O(1)
+# per access) instead of a scan of every way: a 48-way scan per access was 60+ ns.
+FA_SCAN_MAX_WAYS = 8
+_HASH_MUL = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15, Fibonacci hashing
+
+
 @njit(cache=True)
+def fa_new(entries):
+    """State of a fully associative structure: (keys, prev, next, table, meta).
+
+    keys[w]: tag in way w (-1 empty); prev/next: the recency list over ways, meta[0]
+    the most recent way, meta[1] the least recent, meta[2] ways in use; table: an
+    open-addressing hash (linear probing, >= 4x entries, power of two) of way numbers.
+    """
+    size = 1
+    while size < 4 * entries:
+        size *= 2
+    return (np.full(entries, EMPTY, np.int64), np.full(entries, EMPTY, np.int64),
+            np.full(entries, EMPTY, np.int64), np.full(size, EMPTY, np.int64),
+            np.array([EMPTY, EMPTY, 0]).astype(np.int64))
+
+
+@njit(cache=True, inline="always")
+def _fa_slot(tag, mask, bits):
+    return ((tag * _HASH_MUL) >> (64 - bits)) & mask
+
+
+@njit(cache=True, inline="always")
+def _fa_unlink(prev, nxt, meta, w):
+    p, n = prev[w], nxt[w]
+    if p != EMPTY:
+        nxt[p] = n
+    else:
+        meta[0] = n
+    if n != EMPTY:
+        prev[n] = p
+    else:
+        meta[1] = p
+
+
+@njit(cache=True, inline="always")
+def _fa_push_front(prev, nxt, meta, w):
+    prev[w] = EMPTY
+    nxt[w] = meta[0]
+    if meta[0] != EMPTY:
+        prev[meta[0]] = w
+    meta[0] = w
+    if meta[1] == EMPTY:
+        meta[1] = w
+
+
+@njit(cache=True, inline="always")
+def fa_access(keys, prev, nxt, table, meta, tag, lru):
+    """cache_access() for a fully associative structure kept as fa_new() state.
+
+    Same contract and same victims as the stamp version: a hit (-2) becomes the most
+    recent under LRU; a miss fills an empty way while there is one, else evicts the
+    least recent (LRU) or the oldest fill (FIFO: hits never reorder the list), and
+    returns the evicted tag or -1.
+    """
+    mask = table.shape[0] - 1
+    bits = 0
+    while (1 << bits) < table.shape[0]:
+        bits += 1
+    i = _fa_slot(tag, mask, bits)
+    while table[i] != EMPTY:
+        w = table[i]
+        if keys[w] == tag:
+            if lru and meta[0] != w:
+                _fa_unlink(prev, nxt, meta, w)
+                _fa_push_front(prev, nxt, meta, w)
+            return HIT
+        i = (i + 1) & mask
+    # Miss: i is the empty slot where the tag would go.
+    evicted = EMPTY
+    if meta[2] < keys.shape[0]:
+        w = meta[2]
+        meta[2] += 1
+    else:
+        w = meta[1]
+        evicted = keys[w]
+        _fa_unlink(prev, nxt, meta, w)
+        # Delete `evicted` from the hash by backward shift (no tombstones).
+        j = _fa_slot(evicted, mask, bits)
+        while table[j] != w:
+            j = (j + 1) & mask
+        k = j
+        while True:
+            table[j] = EMPTY
+            while True:
+                k = (k + 1) & mask
+                if table[k] == EMPTY:
+                    break
+                home = _fa_slot(keys[table[k]], mask, bits)
+                # keep table[k] where it is if its home lies cyclically in (j, k]
+                if (j < k and j < home <= k) or (j > k and (home > j or home <= k)):
+                    continue
+                break
+            if table[k] == EMPTY:
+                break
+            table[j] = table[k]
+            j = k
+        # The deletion may have moved entries: find the insertion slot again.
+        i = _fa_slot(tag, mask, bits)
+        while table[i] != EMPTY:
+            i = (i + 1) & mask
+    keys[w] = tag
+    table[i] = w
+    _fa_push_front(prev, nxt, meta, w)
+    return evicted
+
+
+@njit(cache=True, inline="always")
 def cache_invalidate(tags, stamps, s, tag):
     """Drop `tag` from set `s` if present (back-invalidation)."""
     for w in range(tags.shape[1]):
@@ -83,7 +234,7 @@ def cache_invalidate(tags, stamps, s, tag):
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dcache_read(l1t, l1s, l2t, l2s, line, now):
     """One read of physical cache line `line` through an inclusive L1D/L2D pair.
 
@@ -95,71 +246,111 @@ def dcache_read(l1t, l1s, l2t, l2s, line, now):
     L1D is pseudo-LRU; LRU keeps the model checkable).  Returns SERVED_*.
     """
     n1 = l1t.shape[0]
-    s1 = line % n1
+    s1 = set_index(line, n1)
     if cache_lookup(l1t, l1s, s1, line, now, True):
         return SERVED_L1D
-    s2 = line % l2t.shape[0]
-    if cache_lookup(l2t, l2s, s2, line, now, True):
-        served = SERVED_L2D
-    else:
+    served = SERVED_L2D
+    evicted = cache_access(l2t, l2s, set_index(line, l2t.shape[0]), line, now, True)
+    if evicted != HIT:
         served = SERVED_MEM
-        evicted = cache_fill(l2t, l2s, s2, line, now)
-        if evicted != EMPTY:
-            cache_invalidate(l1t, l1s, evicted % n1, evicted)
+        if evicted != EMPTY:  # the L2D refill evicts before the L1D refill
+            cache_invalidate(l1t, l1s, set_index(evicted, n1), evicted)
     cache_fill(l1t, l1s, s1, line, now)
     return served
 
 
+# Scalar parameters of tlb_run(), packed in one int64 array (tlb.py: _kernel_params).
+(P_L1_SETS, P_L1_WAYS, P_L2_SETS, P_L2_WAYS, P_WC_SETS, P_WC_WAYS, P_LRU,
+ P_D1_SETS, P_D1_WAYS, P_D2_SETS, P_D2_WAYS,
+ P_WC_LATENCY, P_D1_LATENCY, P_D2_LATENCY, P_MEM_LATENCY,
+ P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, NR_PARAMS) = range(20)
+
+
 @njit(cache=True)
-def tlb_run(keys, present, rows, desc, lines,
-            l1_sets, l1_ways, l2_sets, l2_ways, wc_sets, wc_ways, lru,
-            d1_sets, d1_ways, d2_sets, d2_ways,
-            wc_latency, d1_latency, d2_latency, mem_latency):
+def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
-    keys:    int64[m] TLB entry key (tlb.py: (addr >> shift) << 6 | shift); ignored
-             where not present.  The set index is (key >> 6) % sets.
-    present: bool[m]  the page is mapped; else one miss in each TLB, a walk, no fill.
-    rows:    int64[m] row of `desc` for each access (the caller's pre-filter keeps the
-             original rows so that desc is never copied).
-    desc:    int64[n, L] descriptor physical addresses, top..leaf, -1 below the walk.
-    lines:   int64[m] physical data line of the access, -1 = do not model it.
+    addrs int64[n], present bool[n], pfn int64[n], base_shift/leaf_shift int8[n],
+    desc int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
+    validated by tlb.py.  params: int64[NR_PARAMS] (P_* indices).
     Returns int64[NR_COUNTERS] (C_* indices).
+
+    TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
+    (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
+    line as the previous one, both present, is an L1 TLB and L1D hit on entries that
+    are already the most recent: it changes no state and is skipped (the pre-filter).
     """
+    l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
+    l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
+    wc_sets, wc_ways = params[P_WC_SETS], params[P_WC_WAYS]
+    lru = params[P_LRU] != 0
+    coalesce = params[P_COALESCE] != 0
+    data_lines = params[P_DATA_LINES] != 0
+    kps = params[P_KERNEL_PAGE_SHIFT]
+    kmask = (np.int64(1) << kps) - 1
+    line_shift = params[P_LINE_SHIFT]
+    wc_latency, d1_latency = params[P_WC_LATENCY], params[P_D1_LATENCY]
+    d2_latency, mem_latency = params[P_D2_LATENCY], params[P_MEM_LATENCY]
+
     out = np.zeros(NR_COUNTERS, dtype=np.int64)
-    l1t, l1s = np.full((l1_sets, l1_ways), EMPTY, np.int64), np.full((l1_sets, l1_ways), EMPTY, np.int64)
-    l2t, l2s = np.full((l2_sets, l2_ways), EMPTY, np.int64), np.full((l2_sets, l2_ways), EMPTY, np.int64)
+    l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
+    l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
+    fa1k, fa1p, fa1n, fa1t, fa1m = fa_new(l1_ways if l1_fa else 1)
+    fa2k, fa2p, fa2n, fa2t, fa2m = fa_new(l2_ways if l2_fa else 1)
+    l1t = np.full((l1_sets, l1_ways), EMPTY, np.int64)
+    l1s = np.full((l1_sets, l1_ways), EMPTY, np.int64)
+    l2t = np.full((l2_sets, l2_ways), EMPTY, np.int64)
+    l2s = np.full((l2_sets, l2_ways), EMPTY, np.int64)
     wct = np.full((max(wc_sets, 1), max(wc_ways, 1)), EMPTY, np.int64)
     wcs = np.full((max(wc_sets, 1), max(wc_ways, 1)), EMPTY, np.int64)
-    d1t, d1s = np.full((d1_sets, d1_ways), EMPTY, np.int64), np.full((d1_sets, d1_ways), EMPTY, np.int64)
-    d2t, d2s = np.full((d2_sets, d2_ways), EMPTY, np.int64), np.full((d2_sets, d2_ways), EMPTY, np.int64)
+    d1t = np.full((params[P_D1_SETS], params[P_D1_WAYS]), EMPTY, np.int64)
+    d1s = np.full((params[P_D1_SETS], params[P_D1_WAYS]), EMPTY, np.int64)
+    d2t = np.full((params[P_D2_SETS], params[P_D2_WAYS]), EMPTY, np.int64)
+    d2s = np.full((params[P_D2_SETS], params[P_D2_WAYS]), EMPTY, np.int64)
     nlev = desc.shape[1]
     now = 0
-    for i in range(keys.shape[0]):
-        now += 1
+    prev_key = EMPTY
+    prev_line = EMPTY
+    for i in range(addrs.shape[0]):
         walk = False
         if not present[i]:
+            prev_key = EMPTY
             out[C_L1_MISS] += 1
             out[C_L2_MISS] += 1
             walk = True
+            line = EMPTY
         else:
-            key = keys[i]
-            tag = key >> 6
-            s1 = tag % l1_sets
-            if not cache_lookup(l1t, l1s, s1, key, now, lru):
+            addr = addrs[i]
+            shift = np.int64(leaf_shift[i] if coalesce else base_shift[i])
+            tag = addr >> shift
+            key = (tag << 6) | shift
+            line = EMPTY
+            if data_lines:
+                line = ((pfn[i] << kps) | (addr & kmask)) >> line_shift
+            if key == prev_key and line == prev_line:
+                continue
+            prev_key = key
+            prev_line = line
+            now += 1
+            if l1_fa:
+                r1 = fa_access(fa1k, fa1p, fa1n, fa1t, fa1m, key, lru)
+            else:
+                r1 = cache_access(l1t, l1s, set_index(tag, l1_sets), key, now, lru)
+            if r1 != HIT:
                 out[C_L1_MISS] += 1
-                s2 = tag % l2_sets
-                if not cache_lookup(l2t, l2s, s2, key, now, lru):
+                if l2_fa:
+                    r2 = fa_access(fa2k, fa2p, fa2n, fa2t, fa2m, key, lru)
+                else:
+                    r2 = cache_access(l2t, l2s, set_index(tag, l2_sets), key, now, lru)
+                if r2 != HIT:
                     out[C_L2_MISS] += 1
                     walk = True
-                    cache_fill(l2t, l2s, s2, key, now)
-                cache_fill(l1t, l1s, s1, key, now)
         if walk:
+            now += 1
             out[C_WALKS] += 1
-            r = rows[i]
             last = -1
             for j in range(nlev):
-                if desc[r, j] >= 0:
+                if desc[i, j] >= 0:
                     last = j
             # The walk cache holds table descriptors (all levels above the last one
             # read); probe deepest first, resume the walk below the deepest hit.
@@ -167,18 +358,18 @@ def tlb_run(keys, present, rows, desc, lines,
             if wc_sets > 0:
                 out[C_WALK_CYCLES] += wc_latency
                 for j in range(last - 1, -1, -1):
-                    d = desc[r, j]
-                    if d >= 0 and cache_lookup(wct, wcs, (d >> 3) % wc_sets, d, now, lru):
+                    d = desc[i, j]
+                    if d >= 0 and cache_lookup(wct, wcs, set_index(d >> 3, wc_sets), d, now, lru):
                         out[C_WC_HITS] += 1
                         start = j + 1
                         break
             for j in range(start, last + 1):
-                d = desc[r, j]
+                d = desc[i, j]
                 if d < 0:
                     continue
                 out[C_WALK_REFS] += 1
                 now += 1
-                served = dcache_read(d1t, d1s, d2t, d2s, d >> 6, now)
+                served = dcache_read(d1t, d1s, d2t, d2s, d >> line_shift, now)
                 if served == SERVED_L1D:
                     out[C_WALK_CYCLES] += d1_latency
                 elif served == SERVED_L2D:
@@ -189,10 +380,10 @@ def tlb_run(keys, present, rows, desc, lines,
                     out[C_PT_L1D_MISS] += 1
                     out[C_PT_L2D_MISS] += 1
                 if j < last and wc_sets > 0:
-                    cache_fill(wct, wcs, (d >> 3) % wc_sets, d, now)
-        if lines[i] >= 0:
+                    cache_fill(wct, wcs, set_index(d >> 3, wc_sets), d, now)
+        if line >= 0:
             now += 1
-            served = dcache_read(d1t, d1s, d2t, d2s, lines[i], now)
+            served = dcache_read(d1t, d1s, d2t, d2s, line, now)
             if served != SERVED_L1D:
                 out[C_DATA_L1D_MISS] += 1
                 if served == SERVED_MEM:

@@ -413,3 +413,25 @@ def test_input_errors_say_what_to_fix():
     bad = replace(lk, leaf_shift=np.array([11, 12], np.int8))
     with pytest.raises(ValueError, match="base_shift"):
         simulate_tlb(addrs, bad, cfg, kernel_page_shift=12)
+
+
+@pytest.mark.parametrize("entries", [9, 48, 64])
+@pytest.mark.parametrize("lru", [True, False])
+def test_fully_associative_fast_path_equals_way_scan(entries, lru):
+    """fa_access (hash + recency list, used for fully associative structures wider than
+    FA_SCAN_MAX_WAYS) evicts exactly what the stamp scan evicts, access by access."""
+    from kernel_model.tlb_cache import HIT, cache_access, cache_new, fa_access, fa_new
+
+    rng = np.random.default_rng(entries)
+    # keys sharing low bits and high bits, so the hash collides and deletions shift
+    tags = np.concatenate([rng.integers(0, 3 * entries, 4000), rng.integers(0, 40, 2000) << 40])
+    rng.shuffle(tags)
+    fa = fa_new(entries)
+    tags_scan, stamps = cache_new(1, entries)
+    fast, scan = [], []
+    for now, tag in enumerate(tags.tolist(), start=1):
+        fast.append(int(fa_access(*fa, tag, lru)))
+        scan.append(int(cache_access(tags_scan, stamps, 0, tag, now, lru)))
+    assert fast == scan
+    assert fast.count(HIT) > 100 and len(set(fast)) > entries  # hits and many distinct evictions
+    assert sorted(fa[0].tolist()) == sorted(tags_scan[0].tolist())
