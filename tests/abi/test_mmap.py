@@ -167,3 +167,27 @@ def test_overhang_anon_vma_not_needed_when_eof_is_process_aligned(make_proc):
     p.system.create_file("/exact", 65536)
     addr = p.mmap(0, 65536, PROT_READ, MAP_PRIVATE, p.open("/exact"), 0)
     assert [(v.start - addr, v.end - addr) for v in p.mm.vmas.vmas] == [(0, 65536)]
+
+
+def test_overhang_pair_follows_range_syscalls(make_proc):
+    import signal
+
+    from kernel_model.abi import MADV_DONTNEED, MREMAP_MAYMOVE
+    from kernel_model.mm_types import VM_LOCKED
+
+    p = make_proc("4K", "64K", overhang="anon_vma")
+    p.system.create_file("/small", 12 * 1024)
+    a = p.mmap(0, 3 * 65536, PROT_READ, MAP_PRIVATE, p.open("/small"), 0)
+    # 0   1   2        (64K process pages)
+    # AB  CCCCCCCC     A file [0,12K), B pad [12K,64K), C file pages wholly past EOF
+    assert [(v.start - a, v.end - a, v.flags & 7, v.anon) for v in p.mm.vmas.vmas] == [
+        (0, 12288, PROT_READ, False), (12288, 65536, PROT_READ, True), (65536, 196608, PROT_READ, False)]
+    assert p.mprotect(a, 3 * 65536, RW) == 0
+    assert [v.flags & 7 for v in p.mm.vmas.vmas] == [RW, RW, RW]
+    assert p.mlock(a, 65536) == 0
+    assert [bool(v.flags & VM_LOCKED) for v in p.mm.vmas.vmas] == [True, True, False]
+    assert p.mincore(a, 65536) == [1]
+    assert p.madvise(a, 65536, MADV_DONTNEED) == -errno.EINVAL  # locked
+    assert p.mremap(a, 65536, 2 * 65536, MREMAP_MAYMOVE) == -errno.EFAULT  # spans two VMAs
+    assert p.touch(a + 65536) == signal.SIGBUS
+    assert p.munmap(a, 3 * 65536) == 0 and p.mm.vmas.vmas == [] and p.mm.locked_vm == 0
