@@ -76,12 +76,12 @@ def _err(msg: str) -> None:
 
 
 def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment: str,
-              is_group, config_loader=None, out=sys.stdout) -> int:
+              is_group, config_loader=None, choices=None, out=sys.stdout) -> int:
     """Plan, validate and run every cell of ``cfg``; return the exit code."""
     try:
         import_cell_fn(str(cfg.cell_fn))
         plan = expand(cfg, overrides, compose, experiment=experiment, model_version=model_version(),
-                      is_group=is_group, config_loader=config_loader)
+                      is_group=is_group, config_loader=config_loader, choices=choices)
     except ConfigError as e:
         _err(str(e))
         return 2
@@ -204,12 +204,13 @@ def run(overrides: Sequence[str] = (), *, config_dir: Path | str = CONF_DIR, out
         except Exception as e:  # hydra composition error: its message names the key
             _err(str(e).strip().splitlines()[0])
             return 2
-        experiment = full.hydra.runtime.choices.get("experiment") or "default"
+        choices = dict(full.hydra.runtime.choices)
+        experiment = choices.get("experiment") or "default"
         with open_dict(full):
             del full["hydra"]
         return run_sweep(full, overrides, lambda ovs: compose("config", overrides=list(ovs)),
                          experiment=experiment, is_group=group_test(loader),
-                         config_loader=loader, out=out)
+                         config_loader=loader, choices=choices, out=out)
 
 
 def group_test(loader):
@@ -244,5 +245,5 @@ def main_from_hydra(cfg: DictConfig) -> int:
         return hydra.compose(config_name=config_name, overrides=list(ovs))
 
     return run_sweep(cfg, overrides, compose, experiment=experiment, is_group=group_test(loader),
-                     config_loader=loader)
+                     config_loader=loader, choices=dict(hc.runtime.choices))
 

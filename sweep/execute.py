@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Iterator
 
+from sweep.reaper import Reaper
 from sweep.results import utcnow
 from sweep.schema import ConfigError
 
@@ -97,6 +98,7 @@ class RaySession:
     def __init__(self, address, num_cpus):
         self.address, self.num_cpus = address, num_cpus
         self.owned = False
+        self.reaper = None
 
     def __enter__(self):
         import ray
@@ -109,8 +111,13 @@ class RaySession:
             # driver imports from its working directory (python -m semantics).
             path = os.environ.get("PYTHONPATH", "")
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), path) if p)
+            # The local Ray's processes must not outlive a driver killed with -9.
+            self.reaper = Reaper().__enter__()
             try:
                 ray.init(num_cpus=self.num_cpus or os.cpu_count(), **kwargs)
+            except BaseException:
+                self.reaper.__exit__(None, None, None)
+                raise
             finally:
                 if path:
                     os.environ["PYTHONPATH"] = path
@@ -125,7 +132,11 @@ class RaySession:
         if self.owned:
             import ray
 
-            ray.shutdown()
+            try:
+                ray.shutdown()
+            finally:
+                if self.reaper is not None:
+                    self.reaper.__exit__(*exc)
 
 
 def execute_ray(cells, cell_fn: str, app_retries: int, max_retries: int) -> Iterator[list]:

@@ -108,7 +108,7 @@ def _override_key(ov) -> str:
 def _parse_values(parser: OverridesParser, key: str, text: str, where: str) -> list:
     """The value strings of one grammar expression, ready to re-use in an override."""
     try:
-        ov = parser.parse_override(f"{key}={text}")
+        ov = parser.parse_overrides([f"{key}={text}"])[0]   # sets the loader glob() needs
     except Exception as e:  # hydra's OverrideParseException and grammar errors
         raise ConfigError(where, f"cannot parse {text!r}: {e}") from None
     if ov.is_sweep_override():
@@ -195,13 +195,14 @@ ComposeFn = Callable[[Sequence[str]], DictConfig]
 
 def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: ComposeFn, *,
            experiment: str, model_version: str, is_group: Callable[[str], bool],
-           config_loader=None) -> Plan:
+           config_loader=None, choices: dict | None = None) -> Plan:
     """Expand, resolve and validate every cell; raise ConfigError on the first bad one.
 
     ``compose(overrides)`` composes the primary config with the given overrides (Hydra's
     compose API). It is called once per distinct combination of config-group choices;
-    plain value overrides are applied to a copy with OmegaConf.update, which enforces
-    the schema types just as composition does.
+    plain value overrides are applied with OmegaConf.update, which enforces the schema
+    types just as composition does. ``choices`` are the base config's group choices
+    (hydra.runtime.choices), so exclude rules can name a group that is not an axis.
     """
     parser = OverridesParser.create(config_loader=config_loader)
     sweep_cfg = OmegaConf.to_container(base_cfg.sweep, resolve=True)
@@ -211,6 +212,7 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
     rules = exclude_rules(sweep_cfg, parser)
     single = not axes
 
+    context = {**{k: str(v) for k, v in (choices or {}).items() if v is not None}, **pinned}
     plan = Plan(experiment=experiment)
     composed: dict = {(): base_cfg}
     for point in itertools.product(*[a.points for a in axes]):
@@ -225,7 +227,7 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
         resolved = _resolve_with(composed[group_ovs], parser, value_ovs)
         label = " ".join(f"{k}={v}" for k, v in pairs) or "(single cell)"
         validate_values(resolved)
-        if _excluded(dict(pairs), resolved, rules):
+        if _excluded({**context, **dict(pairs)}, resolved, rules):
             plan.excluded += 1
             continue
         if single:

@@ -14,7 +14,7 @@ Field names are the config contract of ../../shared/DESIGN.md.
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -99,7 +99,7 @@ class TlbConf:
 @dataclass
 class WorkloadConf:
     name: str = "random"
-    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set
+    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set | mixed
     pattern: str = "uniform"       # sequential | uniform | zipf | strided
     working_set: str = "64M"
     accesses: int = 200000
@@ -133,12 +133,14 @@ class RayConf:
 
 @dataclass
 class SweepConf:
-    # Values use Hydra's override grammar: "4k,16k,64k", "range(0,4)", "glob(*)".
-    grid: Dict[str, str] = field(default_factory=dict)
+    # Values are Hydra override-grammar expressions ("4k,16k,64k", "range(0,4)",
+    # "glob(*)") or plain YAML scalars (0.5, true), hence Any: sweep/plan.py parses
+    # each with str() through the grammar.
+    grid: Dict[str, Any] = field(default_factory=dict)
     # Each entry zips its keys (equal lengths) into one axis of the product.
-    zip: List[Dict[str, str]] = field(default_factory=list)
+    zip: List[Dict[str, Any]] = field(default_factory=list)
     # A cell matching every key of one rule is dropped (values: grammar, any-of).
-    exclude: List[Dict[str, str]] = field(default_factory=list)
+    exclude: List[Dict[str, Any]] = field(default_factory=list)
     force: bool = False            # rerun cells that already have an ok row
     dry_run: bool = False          # print the plan, run nothing
     max_retries: int = 3           # Ray: re-runs of a cell whose worker died
@@ -200,7 +202,7 @@ CHOICES = {
     "arch.native_pgtable": ("off", "mirror", "on_demand"),
     "abi.overhang": ("anon_fault", "sigbus", "anon_vma"),
     "tlb.replacement": ("lru", "fifo"),
-    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set"),
+    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed"),
     "workload.pattern": ("sequential", "uniform", "zipf", "strided"),
 }
 

@@ -60,3 +60,27 @@ def sample_row(cell_key: str, **metrics) -> dict:
                config_json="{}", metrics=metrics or {"faults": 1})
     row.update(flatten_config(config))
     return row
+
+
+def biased(cfg):
+    """trivial() with its digest scaled by SWEEP_TEST_BIAS (a model change, for nightly)."""
+    out = trivial(cfg)
+    out["l2_tlb_misses"] = int(1000 * float(os.environ.get("SWEEP_TEST_BIAS", "1.0")))
+    return out
+
+
+def die_once(cfg):
+    """The worker process dies (os._exit) the first time each cell runs; marker files in
+    SWEEP_TEST_MARKERS remember which cells died already."""
+    marker = os.path.join(os.environ["SWEEP_TEST_MARKERS"], f"{_digest(cfg)}-{cfg['process']['page_size']}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return trivial(cfg)
+
+
+def die_on_64k(cfg):
+    """The worker dies for every 64K-kernel cell, every time."""
+    if parse_page_size(cfg["kernel"]["page_size"]) == 65536:
+        os._exit(1)
+    return trivial(cfg)
