@@ -76,8 +76,9 @@ def pagemap_entries(mm, addrs: np.ndarray) -> np.ndarray:
     if not present.any():
         return entries
     # pte_to_pagemap_entry(): page = vm_normal_page(); !folio_test_anon() -> PM_FILE;
-    # folio_precise_page_mapcount(folio, page) == 1 -> PM_MMAP_EXCLUSIVE. The zero page
-    # (vm_normal_page() is NULL for it) and a pfn without a folio get neither bit.
+    # folio_precise_page_mapcount(folio, page) == 1 -> PM_MMAP_EXCLUSIVE (the per-page rule
+    # of v6.12; later kernels ask !folio_maybe_mapped_shared(folio), folio-wide). The zero
+    # page (vm_normal_page() is NULL for it) and a pfn without a folio get neither bit.
     heads = np.full(len(addrs), -1, dtype=np.int64)
     heads[present] = system.folio_heads(pfn[present])
     zero = system.zero_folio.pfn if system.zero_folio is not None else -2
