@@ -104,6 +104,8 @@ class PageTable:
         self._leaf_phys = np.full(cap, -1, np.int64)
         self._free_slots: list[int] = list(range(cap - 1, -1, -1))
         self.stats = {"contpte_folds": 0, "contpte_unfolds": 0}
+        self._gen = 0  # bumped by every table or block change: invalidates _walk_index()
+        self._index_cache = (-1, None)
         self._upper[0][0] = self._table_alloc(0)
 
     # ---- table memory -------------------------------------------------------------
@@ -112,6 +114,7 @@ class PageTable:
         return self.geom.levels[i].table_bytes
 
     def _table_alloc(self, i: int) -> int:
+        self._gen += 1
         nbytes = self._table_bytes(i)
         if self._alloc_fn is not None:
             phys = self._alloc_fn(nbytes)
@@ -129,6 +132,7 @@ class PageTable:
         return phys
 
     def _table_release(self, i: int, phys: int) -> None:
+        self._gen += 1
         if self._free_fn is not None:
             self._free_fn(phys, self._table_bytes(i))
 
@@ -491,6 +495,7 @@ class PageTable:
             t = addr >> self._span[j]
             if t not in self._upper[j]:
                 self._upper[j][t] = self._table_alloc(j)
+        self._gen += 1
         was = self._blocks[i].get(g)
         self._blocks[i][g] = [pfn, prot, folio_pfn, folio_nr, False]
         if self.contpte and i == self._L - 2:
@@ -502,6 +507,7 @@ class PageTable:
         if isinstance(addr, bool) or not isinstance(addr, (int, np.integer)) or addr < 0 or addr & (size - 1):
             raise ValueError(f"{op}: addr {addr!r} must be a {size:#x}-aligned address")
         g = addr >> self._shift[i]
+        self._gen += 1
         old = self._blocks[i].pop(g, None)
         if old is None:
             return -1
@@ -511,6 +517,7 @@ class PageTable:
         return old[0]
 
     def _contpmd_update(self, g: int, touched_was_cont: bool) -> None:
+        self._gen += 1
         folds, unfolds = contpte.contpmd_update(self._blocks[self._L - 2], g, self.geom.cont_pmd,
                                                 self.geom.pmd_size >> self._ps, touched_was_cont)
         self.stats["contpte_folds"] += folds
@@ -547,6 +554,7 @@ class PageTable:
             raise ValueError(f"split_pmd: no PMD block mapping at {addr!r}")
         listeners, self.listeners = self.listeners, []
         try:
+            self._gen += 1
             del self._blocks[i][g]
             if self.contpte:
                 self._contpmd_update(g, touched_was_cont=blk[4])
@@ -610,62 +618,87 @@ class PageTable:
     # ---- hardware walk ---------------------------------------------------------------
 
     def lookup(self, addrs) -> Lookup:
-        """Walk every address as the MMU would; vectorised per level: group the addresses
-        by table (np.unique over the table index), translate each table once, gather."""
+        """Walk every address as the MMU would, vectorised per level (see _walk)."""
         a = np.asarray(addrs, dtype=np.int64).ravel()
         if a.size and (a.min() < 0 or a.max() >= (1 << self.geom.va_bits)):
             raise ValueError(f"lookup: addresses must lie in [0, 2**{self.geom.va_bits})")
+        present, pfn, prot, leaf_shift, desc = self._walk(a)
+        return Lookup(present=present, pfn=pfn, prot=prot, base_shift=np.full(a.size, self._ps, np.int8),
+                      leaf_shift=leaf_shift, desc_addr=np.ascontiguousarray(desc.T))
+
+    def _walk_index(self):
+        """The radix tree as arrays, for the walk: per level i, the tables' phys by row and
+        nxt[i][row, entry] = the child's row at level i+1 (>= 0), -1 for none, or -2 - b
+        for block b of the level (pfn, prot, cont arrays); leaf rows carry their pool slot.
+        Rebuilt from the dicts only after a table or block changed: O(tables), never
+        O(PTEs); its memory is 4 bytes per upper-table entry."""
+        gen, idx = self._index_cache
+        if gen == self._gen:
+            return idx
+        keys = [np.array(sorted(self._tables_at(i)), np.int64) for i in range(self._L)]
+        levels = []
+        for i in range(self._L):
+            tabs = self._tables_at(i)
+            vals = np.array([tabs[k] for k in keys[i].tolist()], np.int64)
+            slots = None
+            if i == self._L - 1:
+                slots, vals = vals, (self._leaf_phys[vals] if vals.size else vals)
+            if i == self._L - 1:
+                levels.append((vals, slots, None, None))
+                continue
+            bits = self._span[i] - self._shift[i]
+            mask = self._entries[i] - 1
+            nxt = np.full((keys[i].size, self._entries[i]), -1, np.int32)
+            ck = keys[i + 1]
+            if ck.size:
+                nxt[np.searchsorted(keys[i], ck >> bits), ck & mask] = np.arange(ck.size, dtype=np.int32)
+            blk = self._blocks[i]
+            bk = np.array(sorted(blk), np.int64)
+            binfo = [blk[k] for k in bk.tolist()]
+            if bk.size:
+                nxt[np.searchsorted(keys[i], bk >> bits), bk & mask] = -2 - np.arange(bk.size, dtype=np.int32)
+            barr = (np.array([b[0] for b in binfo], np.int64), np.array([b[1] for b in binfo], np.int8),
+                    np.array([b[4] for b in binfo], np.bool_))
+            levels.append((vals, slots, nxt, barr))
+        self._index_cache = (self._gen, levels)
+        return levels
+
+    def _walk(self, a: np.ndarray):
+        """The walk of addresses a (any order): per level one gather of the next row from
+        the nxt arrays of _walk_index() (as the MMU indexes each table), no sorting and no
+        per-address Python. desc is returned level-major (L, n)."""
         n, L, ps = a.size, self._L, self._ps
-        desc = np.full((n, L), -1, np.int64)
+        levels = self._walk_index()
+        desc = np.full((L, n), -1, np.int64)
         pfn = np.full(n, -1, np.int64)
         prot = np.zeros(n, np.int8)
         leaf_shift = np.full(n, ps, np.int8)
-        base = np.full(n, self._upper[0][0], np.int64)
         live = np.arange(n)
+        la = a
+        row = np.zeros(n, np.int64)
         for i in range(L):
             if live.size == 0:
                 break
-            la = a[live]
-            desc[live, i] = base[live] + ((la >> self._shift[i]) & (self._entries[i] - 1)) * DESC_SIZE
-            g = la >> self._shift[i]
-            uniq, inv = np.unique(g, return_inverse=True)
+            phys, slots, nxt, barr = levels[i]
+            e = (la >> self._shift[i]) & (self._entries[i] - 1)
+            desc[i, live] = phys[row] + e * DESC_SIZE
             if i == L - 1:
-                slots = np.array([self._leaf.get(int(t), -1) for t in (uniq >> (self._span[i] - self._shift[i]))],
-                                 np.int64)[inv]
-                e = (la >> ps) & (self._E - 1)
-                # every live address has a leaf table: the previous level checked it
-                pfn[live] = self._pfn[slots, e]
-                prot[live] = self._prot[slots, e]
-                cont = self._cont[slots, e]
-                leaf_shift[live] = np.where(cont, ps + contpte.ilog2(self.geom.cont_pte), ps)
+                sl = slots[row]
+                pfn[live] = self._pfn[sl, e]
+                prot[live] = self._prot[sl, e]
+                leaf_shift[live] = np.where(self._cont[sl, e], ps + contpte.ilog2(self.geom.cont_pte), ps)
                 break
-            blocks = self._blocks[i]
-            if blocks:
-                info = [blocks.get(int(u)) for u in uniq]
-                isblk_u = np.array([b is not None for b in info], np.bool_)
-                isblk = isblk_u[inv]
-                if isblk.any():
-                    bp = np.array([b[0] if b else -1 for b in info], np.int64)[inv][isblk]
-                    bpr = np.array([b[1] if b else 0 for b in info], np.int8)[inv][isblk]
-                    bc = np.array([b[4] if b else False for b in info], np.bool_)[inv][isblk]
-                    idx = live[isblk]
-                    pfn[idx] = bp + ((a[idx] & ((1 << self._shift[i]) - 1)) >> ps)
-                    prot[idx] = bpr
-                    cshift = self._shift[i] + contpte.ilog2(self.geom.cont_pmd)
-                    leaf_shift[idx] = np.where(bc, cshift, self._shift[i])
-                    keep = ~isblk
-                    live, la, inv = live[keep], la[keep], inv[keep]
-            child = self._tables_at(i + 1)
-            if i + 1 == L - 1:
-                cphys_u = np.array([self._leaf_phys[child[int(u)]] if int(u) in child else -1 for u in uniq],
-                                   np.int64)
-            else:
-                cphys_u = np.array([child.get(int(u), -1) for u in uniq], np.int64)
-            cphys = cphys_u[inv]
-            ok = cphys >= 0
-            live = live[ok]
-            base[live] = cphys[ok]
+            v = nxt[row, e]
+            isblk = v <= -2
+            if isblk.any():
+                b, at = -2 - v[isblk], live[isblk]
+                bpfn, bprot, bcont = barr
+                pfn[at] = bpfn[b] + ((la[isblk] & ((1 << self._shift[i]) - 1)) >> ps)
+                prot[at] = bprot[b]
+                cshift = self._shift[i] + contpte.ilog2(self.geom.cont_pmd)
+                leaf_shift[at] = np.where(bcont[b], cshift, self._shift[i])
+            ok = v >= 0
+            live, la, row = live[ok], la[ok], v[ok].astype(np.int64)
         present = pfn >= 0
         leaf_shift[~present] = ps
-        return Lookup(present=present, pfn=pfn, prot=prot, base_shift=np.full(n, ps, np.int8),
-                      leaf_shift=leaf_shift, desc_addr=desc)
+        return present, pfn, prot, leaf_shift, desc
