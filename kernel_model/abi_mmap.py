@@ -72,8 +72,8 @@ class MmapOps:
         if not mm.vmas.find_intersection(start, end):
             return
         memory.zap_range(mm, start, end)
-        mm.vmas.unmap(start, end)
-        self._account_locked()
+        if any(v.flags & VM_LOCKED for v in mm.vmas.unmap(start, end)):
+            self._account_locked()
 
     @staticmethod
     def _populate_write(vm_flags: int) -> bool:
@@ -159,7 +159,8 @@ class MmapOps:
         # mm/vma.c __mmap_region(): MAP_FIXED replaces whatever was there
         self._do_munmap(addr, addr + length)
         self._map_vma(Vma(start=addr, end=addr + length, flags=vm_flags, file=file, pgoff=pgoff))
-        self._account_locked()
+        if vm_flags & VM_LOCKED:
+            self._account_locked()
         # mm/util.c vm_mmap_pgoff(): mm_populate() for MAP_POPULATE (without MAP_NONBLOCK)
         # or VM_LOCKED (not VM_LOCKONFAULT); its errors are ignored.
         if ((flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE

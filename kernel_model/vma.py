@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
+
 from .mm_types import (VM_DONTEXPAND, VM_GROWSDOWN, VM_IO, VM_PAD_ANON, VM_PFNMAP, Vma)
 from .units import PAGE_SIZES
 
@@ -39,6 +40,9 @@ MIN_GAP = 128 << 20
 # mm/memory.c: stack_guard_gap = 256UL << PAGE_SHIFT (kernel pages), kept below a
 # VM_GROWSDOWN VMA by vm_start_gap() (include/linux/mm.h).
 STACK_GUARD_GAP_PAGES = 256
+
+# Gaps get_unmapped_area() tries one by one before its vectorised search of all gaps.
+WALK_GAPS = 8
 
 # security/Kconfig DEFAULT_MMAP_MIN_ADDR: distributions ship 32768 on arm64 and 65536
 # on x86; 65536 is also a multiple of every process page size.
@@ -72,7 +76,9 @@ class VmaTree:
         self.mmap_min_addr = -(-max(mmap_min_addr, page_size) // page_size) * page_size
         self.mmap_base = (self.task_size - MIN_GAP) // page_size * page_size
         self.vmas: list[Vma] = []
-        self._starts: list[int] = []
+        self._starts: list[int] = []  # vmas[i].start, for bisect
+        self._ends: list[int] = []  # vmas[i].end, for the vectorised free-area search
+        self._growsdown: set[Vma] = set()  # VMAs whose vm_start_gap() is below their start
 
     # -- lookup -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -155,11 +161,22 @@ class VmaTree:
         i = bisect.bisect_left(self._starts, vma.start)
         self.vmas.insert(i, vma)
         self._starts.insert(i, vma.start)
+        self._ends.insert(i, vma.end)
+        self._note_flags(vma)
         return i
+
+    def _note_flags(self, vma: Vma) -> None:
+        if vma.flags & VM_GROWSDOWN:
+            self._growsdown.add(vma)
+        else:
+            self._growsdown.discard(vma)
 
     def _remove_at(self, i: int) -> Vma:
         del self._starts[i]
-        return self.vmas.pop(i)
+        del self._ends[i]
+        vma = self.vmas.pop(i)
+        self._growsdown.discard(vma)
+        return vma
 
     def _merge_around(self, lo: int, hi: int) -> None:
         """Merge every mergeable adjacent pair among indices [lo, hi] (vma_merge_existing_range())."""
@@ -169,6 +186,7 @@ class VmaTree:
             if i < len(self.vmas) and self._can_merge(self.vmas[i - 1], self.vmas[i]):
                 prev, nxt = self.vmas[i - 1], self._remove_at(i)
                 prev.end = nxt.end
+                self._ends[i - 1] = prev.end
             i -= 1
 
     def map(self, vma: Vma) -> Vma:
@@ -221,8 +239,8 @@ class VmaTree:
             return
         tail = replace(vma, start=addr, pgoff=vma.pgoff + ((addr - vma.start) >> self.kernel_page_shift))
         vma.end = addr
-        self.vmas.insert(i + 1, tail)
-        self._starts.insert(i + 1, addr)
+        self._ends[i] = addr
+        self._insert(tail)
 
     def unmap(self, start: int, end: int) -> list[Vma]:
         """Remove [start, end), splitting VMAs that straddle either end.
@@ -240,6 +258,8 @@ class VmaTree:
         removed = self.vmas[lo:hi]
         del self.vmas[lo:hi]
         del self._starts[lo:hi]
+        del self._ends[lo:hi]
+        self._growsdown.difference_update(removed)
         return removed
 
     def set_flags(self, start: int, end: int, set_bits: int, clear_bits: int) -> list[Vma]:
@@ -262,6 +282,7 @@ class VmaTree:
         while hi < len(self.vmas) and self.vmas[hi].start < end:
             vma = self.vmas[hi]
             vma.flags = (vma.flags & ~clear_bits) | set_bits
+            self._note_flags(vma)
             hi += 1
         self._merge_around(lo - 1, hi)
         return self.find_intersection(start, end)
@@ -297,21 +318,32 @@ class VmaTree:
             if (self.task_size - length >= addr >= self.mmap_min_addr and addr % align == 0
                     and self._is_free(addr, addr + length)):
                 return addr
-        # gap i lies between VMA i-1 and VMA i: [gap_lo[i], gap_hi[i])
-        ends = np.array([0] + [v.end for v in self.vmas], dtype=np.int64)
-        starts = np.array([self.vm_start_gap(v) for v in self.vmas] + [self.task_size], dtype=np.int64)
-        lo = np.maximum(ends, self.mmap_min_addr)
-        # top-down below base: highest aligned address in each gap clipped to base
-        hi_down = np.minimum(starts, base)
+        # Gap i lies between VMA i-1 and VMA i. First walk a few gaps down from base, as
+        # vm_unmapped_area() walks the maple tree's gaps (the usual fit is the first gap);
+        # then search every gap at once with numpy: O(n) in C instead of the kernel's
+        # O(log n) augmented gap tree.
+        n = len(self.vmas)
+        top = bisect.bisect_left(self._starts, base)  # VMAs top.. start at or above base
+        for i in range(top, max(top - WALK_GAPS, -1), -1):
+            lo = max(self._ends[i - 1] if i else 0, self.mmap_min_addr)
+            hi = min(self.vm_start_gap(self.vmas[i]) if i < n else self.task_size, base)
+            cand = (hi - length) // align * align
+            if hi - lo >= length and cand >= lo:
+                return cand
+        gap_lo = np.maximum(np.array([0] + self._ends, dtype=np.int64), self.mmap_min_addr)
+        gap_hi = np.array(self._starts + [self.task_size], dtype=np.int64)
+        for vma in self._growsdown:
+            gap_hi[bisect.bisect_left(self._starts, vma.start)] = self.vm_start_gap(vma)
+        hi_down = np.minimum(gap_hi, base)
         cand = (hi_down - length) // align * align
-        ok = (cand >= lo) & (hi_down - lo >= length)
+        ok = (cand >= gap_lo) & (hi_down - gap_lo >= length)
         if ok.any():
             return int(cand[np.flatnonzero(ok)[-1]])
-        # bottom-up fallback from mmap_base (mm/mmap.c: the VM_UNMAPPED_AREA_TOPDOWN
-        # failure path retries with low_limit = TASK_UNMAPPED_BASE)
-        lo_up = np.maximum(lo, base)
+        # bottom-up fallback above mmap_base (the VM_UNMAPPED_AREA_TOPDOWN failure path of
+        # generic_get_unmapped_area_topdown() retries with low_limit = TASK_UNMAPPED_BASE)
+        lo_up = np.maximum(gap_lo, base)
         cand = -(-lo_up // align) * align
-        ok = cand + length <= starts
+        ok = cand + length <= gap_hi
         if ok.any():
             return int(cand[np.flatnonzero(ok)[0]])
         return -errno.ENOMEM
@@ -327,7 +359,7 @@ class VmaTree:
         """Raise ValueError unless the tree is sorted, non-overlapping and aligned."""
         ps, kps = self.page_size, self.kernel_page_size
         for i, vma in enumerate(self.vmas):
-            if self._starts[i] != vma.start or vma.start >= vma.end:
+            if self._starts[i] != vma.start or self._ends[i] != vma.end or vma.start >= vma.end:
                 raise ValueError(f"VmaTree: corrupt entry {i}: {vma!r}")
             if i and self.vmas[i - 1].end > vma.start:
                 raise ValueError(f"VmaTree: {self.vmas[i - 1]!r} overlaps {vma!r}")
