@@ -9,7 +9,8 @@ import errno
 import pytest
 
 from kernel_model.mm_types import File, VM_IO, VM_LOCKED, VM_PAD_ANON, VM_READ, VM_WRITE, Vma
-from kernel_model.vma import MIN_GAP, VmaTree
+from kernel_model.mm_types import VM_GROWSDOWN
+from kernel_model.vma import MIN_GAP, STACK_GUARD_GAP_PAGES, WALK_GAPS, VmaTree
 
 RW = VM_READ | VM_WRITE
 BASE = 0x10_0000_0000  # aligned to every process page size
@@ -259,3 +260,32 @@ def test_constructor_validates():
         VmaTree(8192)
     with pytest.raises(ValueError, match="kernel_page_size"):
         VmaTree(4096, kernel_page_size=16384)
+
+
+def test_get_unmapped_area_finds_a_hole_below_many_full_gaps(tree):
+    # more adjacent VMAs than WALK_GAPS below the base, then a 3-page hole, then one more VMA:
+    # the vectorised search must return the hole's top, the highest fit
+    ps, top = tree.page_size, tree.mmap_base
+    n = WALK_GAPS + 4
+    for i in range(n):
+        start = top - (i + 1) * ps
+        tree.map(Vma(start=start, end=start + ps, flags=RW if i % 2 else VM_READ))
+    low = top - (n + 4) * ps
+    tree.map(Vma(start=low, end=low + ps, flags=RW))
+    assert len(tree) == n + 1
+    assert tree.get_unmapped_area(3 * ps) == top - (n + 3) * ps
+    assert tree.get_unmapped_area(4 * ps) == low - 4 * ps
+
+
+def test_get_unmapped_area_keeps_the_stack_guard_gap(tree):
+    ps, top = tree.page_size, tree.mmap_base
+    guard = STACK_GUARD_GAP_PAGES * tree.kernel_page_size
+    tree.map(Vma(start=top - ps, end=top, flags=RW | VM_GROWSDOWN))
+    assert tree.get_unmapped_area(ps) == (top - ps - guard) // ps * ps - ps
+
+
+def test_get_unmapped_area_falls_back_bottom_up_above_the_base(tree):
+    ps = tree.page_size
+    low = tree.mmap_min_addr
+    # nothing fits below a base just above mmap_min_addr: search upward from the base
+    assert tree.get_unmapped_area(2 * ps, high_limit=low + ps) == low + ps
