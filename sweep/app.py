@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib.metadata
+import os
 import secrets
 import socket
 import subprocess
@@ -22,7 +23,8 @@ from omegaconf import DictConfig, open_dict
 
 from sweep.execute import RaySession, execute_ray, execute_serial, import_cell_fn
 from sweep.plan import Plan, expand
-from sweep.results import CellWriter, flatten_config, ok_cell_keys, repair, to_json, utcnow, write_run
+from sweep.results import (CellWriter, flatten_config, mark_dead_runs, ok_cell_keys, repair, to_json,
+                           utcnow, write_run)
 from sweep.schema import ConfigError, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -110,7 +112,8 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
                   cells_ok=0, cells_failed=0, cells_skipped=len(plan.skipped),
                   cells_excluded=plan.excluded, status="running", exit_status=None,
                   started_at=started, finished_at=None, git_sha=git_sha(),
-                  model_version=model_version(), host=socket.gethostname())
+                  model_version=model_version(), host=socket.gethostname(), pid=os.getpid())
+    mark_dead_runs(root, record["host"])
     write_run(root, date, record)
     writer = CellWriter(root, plan.experiment, run_id, date)
     common = dict(run_id=run_id, git_sha=git_sha(), model_version=model_version(),
@@ -128,6 +131,7 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
                         record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
                         if row["status"] != "ok":
                             failed.append(row)
+                    write_run(root, date, record)   # counts so far, for a run that dies
                     bar.update(len(rows))
         writer.compact()
         code = 1 if failed else 0

@@ -47,7 +47,7 @@ RUN_COLUMNS = [
     ("cells_skipped", pa.int64()), ("cells_excluded", pa.int64()), ("status", pa.string()),
     ("exit_status", pa.int64()), ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")), ("git_sha", pa.string()),
-    ("model_version", pa.string()), ("host", pa.string()),
+    ("model_version", pa.string()), ("host", pa.string()), ("pid", pa.int64()),
 ]
 
 
@@ -197,6 +197,31 @@ def ok_cell_keys(root: Path, wanted: set | None = None) -> set:
 def write_run(root: Path, date: str, record: dict) -> None:
     table = pa.Table.from_pylist([record], schema=pa.schema([pa.field(n, t) for n, t in RUN_COLUMNS]))
     write_atomic(table, Path(root) / "runs" / f"date={date}" / f"{record['run_id']}.parquet")
+
+
+def mark_dead_runs(root: Path, host: str) -> int:
+    """Rewrite ``running`` rows of this host whose driver pid is gone as ``killed``.
+
+    A driver killed with -9 cannot finish its runs row; the next run on the same host
+    does it. Returns the number of rows rewritten.
+    """
+    n = 0
+    for path in sorted((Path(root) / "runs").glob("date=*/*.parquet")):
+        rec = pq.read_table(path).to_pylist()[0]
+        if rec["status"] != "running" or rec["host"] != host or rec["pid"] is None:
+            continue
+        try:
+            os.kill(rec["pid"], 0)
+            continue                     # still running (or the pid was reused: leave it)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        rec["status"] = "killed"
+        write_atomic(pa.Table.from_pylist([rec], schema=pa.schema([pa.field(n_, t) for n_, t in RUN_COLUMNS])),
+                     path)
+        n += 1
+    return n
 
 
 def utcnow() -> dt.datetime:

@@ -71,8 +71,8 @@ def biased(cfg):
 
 def die_once(cfg):
     """The worker process dies (os._exit) the first time each cell runs; marker files in
-    SWEEP_TEST_MARKERS remember which cells died already."""
-    marker = os.path.join(os.environ["SWEEP_TEST_MARKERS"], f"{_digest(cfg)}-{cfg['process']['page_size']}")
+    the directory workload.path (unused by synthetic workloads) remember which died."""
+    marker = os.path.join(cfg["workload"]["path"], f"{_digest(cfg)}-{cfg['process']['page_size']}")
     if not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(1)

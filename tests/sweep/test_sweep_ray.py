@@ -1,0 +1,61 @@
+"""The Ray executor on the session's local Ray: same rows as serial, failures, worker deaths."""
+
+import pytest
+
+from sweep.query import connect
+
+METRICS = "select cell_key, config_key, status, pps_over_kps, digest, accesses from cells order by cell_key"
+
+
+@pytest.fixture
+def both(sweep_run, results):
+    """Run the same experiment under both executors into two results dirs."""
+    def _both(*overrides, cell="trivial"):
+        serial = sweep_run(*overrides, cell=cell)
+        ray = sweep_run(*overrides, f"results.dir={results}-ray", executor="ray", cell=cell)
+        return serial, ray
+    return _both
+
+
+def test_ray_rows_equal_serial_rows(ray_session, both, results):
+    (code_s, _), (code_r, out_r) = both("+experiment=tiny")
+    assert (code_s, code_r) == (0, 0)
+    serial = connect(results).sql(METRICS).fetchall()
+    ray = connect(f"{results}-ray").sql(METRICS).fetchall()
+    assert len(serial) == 5
+    assert ray == serial
+    assert connect(f"{results}-ray").sql("select executor, cells_ok from runs").fetchall() == [("ray", 5)]
+
+
+def test_ray_failed_cell_row_and_exit_1(ray_session, sweep_run, results):
+    code, out = sweep_run("+experiment=tiny", "sweep.app_retries=1", executor="ray", cell="fail_on_64k")
+    assert code == 1
+    assert "FAILED kernel=64k process.page_size=kernel: ValueError: no 64K model here" in out
+    assert connect(results).sql(
+        "select kernel_page_size, status, attempts, split_part(error, chr(10), 1) from cells "
+        "order by kernel_page_size, process_page_size").fetchall() == [
+        (4096, "ok", 1, None), (4096, "ok", 1, None), (16384, "ok", 1, None), (16384, "ok", 1, None),
+        (65536, "failed", 2, "ValueError: no 64K model here")]
+
+
+def test_ray_worker_death_is_retried(ray_session, sweep_run, results, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    # every cell's first worker dies; Ray's max_retries re-runs it on a new worker
+    code, _ = sweep_run("+experiment=tiny", "kernel=4k", "sweep.max_retries=1", f"workload.path={markers}",
+                        executor="ray", cell="die_once")
+    assert code == 0
+    assert connect(results).sql("select process_page_size, status from cells order by all").fetchall() == [
+        (4096, "ok"), (16384, "ok")]
+    assert len(list(markers.iterdir())) == 2
+
+
+def test_ray_worker_that_always_dies_fails_its_cell_only(ray_session, sweep_run, results):
+    code, out = sweep_run("+experiment=tiny", "sweep.max_retries=1", executor="ray", cell="die_on_64k")
+    assert code == 1
+    got = connect(results).sql("select kernel_page_size, status, attempts from cells "
+                               "order by all").fetchall()
+    assert got == [(4096, "ok", 1), (4096, "ok", 1), (16384, "ok", 1), (16384, "ok", 1),
+                   (65536, "failed", 2)]
+    err = connect(results).sql("select error from cells where status = 'failed'").fetchall()[0][0]
+    assert err.startswith(("WorkerCrashedError", "RayTaskError", "OutOfMemoryError"))
