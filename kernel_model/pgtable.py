@@ -249,17 +249,23 @@ class PageTable:
             yield t, p - t * E, e1 - t * E, p - first
             p = e1
 
+    def _blocks_in(self, i: int, addr: int, end: int) -> list[int]:
+        """Keys of the level-i blocks overlapping [addr, end), ascending; O(min(range, blocks))."""
+        blocks = self._blocks[i]
+        if not blocks:
+            return []
+        g0, g1 = addr >> self._shift[i], (end - 1) >> self._shift[i]
+        if g1 - g0 < len(blocks):
+            return [g for g in range(g0, g1 + 1) if g in blocks]
+        return sorted(g for g in blocks if g0 <= g <= g1)
+
     def _check_no_blocks_in(self, addr: int, nr: int, what: str) -> None:
         end = addr + (nr << self._ps)
         for i in range(self._L - 1):
-            if not self._blocks[i]:
-                continue
-            g0, g1 = addr >> self._shift[i], (end - 1) >> self._shift[i]
-            for g in self._blocks[i]:
-                if g0 <= g <= g1:
-                    raise ValueError(f"{what}: [{addr:#x}, {end:#x}) overlaps the level-"
-                                     f"{self.geom.levels[i].number} block at {g << self._shift[i]:#x}; "
-                                     f"clear it or split_pmd() first")
+            for g in self._blocks_in(i, addr, end)[:1]:
+                raise ValueError(f"{what}: [{addr:#x}, {end:#x}) overlaps the level-"
+                                 f"{self.geom.levels[i].number} block at {g << self._shift[i]:#x}; "
+                                 f"clear it or split_pmd() first")
 
     # ---- PTE operations ----------------------------------------------------------------
 
@@ -435,7 +441,8 @@ class PageTable:
                 folio[off:off + e1 - e0] = self._folio[slot, e0:e1]
         end = addr + (nr << self._ps)
         for i in range(self._L - 1):
-            for g, (bpfn, bprot, bfolio, _, _) in self._blocks[i].items():
+            for g in self._blocks_in(i, addr, end):
+                bpfn, bprot, bfolio = self._blocks[i][g][:3]
                 b0, b1 = max(g << self._shift[i], addr), min((g + 1) << self._shift[i], end)
                 if b0 < b1:
                     s0, s1 = (b0 - addr) >> self._ps, (b1 - addr) >> self._ps
@@ -571,8 +578,7 @@ class PageTable:
             end = addr + size
             for i in range(self._L - 1):
                 bsize = 1 << self._shift[i]
-                for g in sorted(g for g in self._blocks[i] if (g << self._shift[i]) < end
-                                and ((g + 1) << self._shift[i]) > addr):
+                for g in self._blocks_in(i, addr, end):
                     b0 = g << self._shift[i]
                     if b0 >= addr and b0 + bsize <= end:
                         self._clear_block(i, "drop_range", b0)
