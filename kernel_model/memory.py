@@ -64,7 +64,8 @@ def mm_alloc(system, page_size: int) -> Mm:
                                  table_alloc=system.table_alloc, table_free=system.table_free,
                                  contpte=policy.contpte)
     task_size = 1 << system.va_bits
-    mm = Mm(system=system, page_size=page_size, vmas=VmaTree(page_size), pgtable=pgtable, native=native)
+    vmas = VmaTree(page_size, kernel_page_size=system.kernel_page_size, va_bits=system.va_bits)
+    mm = Mm(system=system, page_size=page_size, vmas=vmas, pgtable=pgtable, native=native)
     mm.mmap_base = (task_size - MIN_GAP) & ~(page_size - 1)
     # arm64 ELF_ET_DYN_BASE is 2/3 of TASK_SIZE (arch/arm64/include/asm/elf.h); brk follows the image.
     mm.start_brk = mm.brk = ((task_size // 3) * 2) & ~(page_size - 1)
@@ -154,10 +155,11 @@ def handle_mm_fault(mm: Mm, addr: int, write: bool) -> int:
     vma = mm.vmas.find(addr)
     if vma is None:
         return VM_FAULT_SIGSEGV
-    # arch/arm64/mm/fault.c: access_error-style VMA permission check (vm_flags vs the access).
+    # arch/arm64/mm/fault.c do_page_fault(): a write needs VM_WRITE; a read is allowed by
+    # VM_READ or VM_WRITE ("Write implies read"; with EPAN, exec-only does not imply read).
     if write and not vma.flags & VM_WRITE:
         return VM_FAULT_SIGSEGV
-    if not write and not vma.flags & VM_READ:
+    if not write and not vma.flags & (VM_READ | VM_WRITE):
         return VM_FAULT_SIGSEGV
     present, pfn, prot = _present(mm, addr)
     if present:
@@ -536,12 +538,24 @@ def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
                             folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
 
 
+def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
+    """MAP_SHARED|MAP_ANONYMOUS (shmem in Linux): the child maps the very same folios, writable."""
+    system = parent.system
+    for folio in _folios_in(parent, vma.start, vma.end):
+        for emm, addr, first, nr in list(folio.rmap):
+            if emm is parent and vma.start <= addr < vma.end:
+                _map_folio_range(child, vma, addr, folio, first, nr, writable=True)
+    system.stats.count("fork_shared_anon_vmas")
+
+
 def dup_mm(parent: Mm, child: Mm) -> None:
     """kernel/fork.c dup_mmap() + mm/memory.c copy_page_range(): the child gets the VMAs;
     private anonymous folios are shared copy-on-write (both sides write-protected); file
     pages are not copied (the child faults them in), as copy_page_range() skips VMAs
     without anon_vma."""
-    from .mm_types import VM_DONTCOPY
+    from .abi_common import VM_WIPEONFORK
+    from .mm_types import VM_DONTCOPY, VM_LOCKONFAULT
+    from .userfaultfd import dup_userfaultfd
 
     system = parent.system
     kps = system.kernel_page_size
@@ -549,8 +563,13 @@ def dup_mm(parent: Mm, child: Mm) -> None:
     for vma in parent.vmas.vmas:
         if vma.flags & VM_DONTCOPY:
             continue
-        child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~VM_LOCKED, file=vma.file, pgoff=vma.pgoff, name=vma.name))
-        if vma.file is not None and vma.flags & VM_SHARED:
+        child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~(VM_LOCKED | VM_LOCKONFAULT), file=vma.file,
+                           pgoff=vma.pgoff, name=vma.name))
+        if vma.flags & VM_WIPEONFORK:
+            continue  # kernel/fork.c dup_mmap(): the child's copy starts empty
+        if vma.flags & VM_SHARED:
+            if vma.file is None:
+                _share_anon_range(parent, child, vma)
             continue
         _split_pmds_in(parent, vma.start, vma.end)
         nr = vma.length // kps
@@ -572,3 +591,4 @@ def dup_mm(parent: Mm, child: Mm) -> None:
             _map_folio_range(child, vma, addr, folio, first, run.size, writable=False)
             if vma.flags & VM_WRITE:
                 system.stats.count("cow_shared_pages", run.size)
+    dup_userfaultfd(parent, child)

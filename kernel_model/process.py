@@ -20,19 +20,6 @@ from . import memory
 from .abi import AT_PAGESZ, Syscalls
 from .pagemap import PagemapOps
 from .userfaultfd import UserfaultfdOps
-from .vma import VmaTree
-
-
-def _mm_alloc(system, page_size: int):
-    """memory.mm_alloc() with a VMA tree whose pgoff unit is the kernel page (VmaTree's
-    kernel_page_size decides pgoff contiguity when merging)."""
-    mm = memory.mm_alloc(system, page_size)
-    vmas = mm.vmas
-    if vmas.kernel_page_size != system.kernel_page_size or vmas.task_size != 1 << system.va_bits:
-        if len(vmas):
-            raise ValueError("mm_alloc returned a non-empty VMA tree")
-        mm.vmas = VmaTree(page_size, kernel_page_size=system.kernel_page_size, va_bits=system.va_bits)
-    return mm
 
 
 class Process(Syscalls, UserfaultfdOps, PagemapOps):
@@ -83,7 +70,7 @@ class Process(Syscalls, UserfaultfdOps, PagemapOps):
 
     def _exec_mm(self, size: int, path: str | None) -> None:
         old = self.mm
-        self.mm = _mm_alloc(self.system, size)
+        self.mm = memory.mm_alloc(self.system, size)
         self.page_size = self.personality_page_size = size
         self.def_flags = 0
         self.lazyfree = weakref.WeakSet()
@@ -110,7 +97,7 @@ class Process(Syscalls, UserfaultfdOps, PagemapOps):
         child.personality_page_size = self.personality_page_size
         child.fdtable = dict(self.fdtable)
         child.auxv = dict(self.auxv)
-        child.mm = _mm_alloc(system, self.page_size)
+        child.mm = memory.mm_alloc(system, self.page_size)
         system.processes[child.pid] = child
         memory.dup_mm(self.mm, child.mm)
         child._account_locked()

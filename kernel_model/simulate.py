@@ -245,9 +245,10 @@ class Runner:
         mm = self.proc.mm
         table = mm.native if mm.native is not None else None
         lookup = table.hw_lookup(addrs) if table is not None else mm.pgtable.lookup(addrs)
-        counts = simulate_tlb(addrs, lookup, self.tlb_cfg, is_write=is_write)
-        for k in TLB_METRICS:
-            self.tlb[k] += int(counts[k])
+        counts = simulate_tlb(addrs, lookup, self.tlb_cfg, is_write=is_write,
+                              kernel_page_shift=self.system.kgeom.page_shift)
+        for k, v in counts.items():
+            self.tlb[k] += int(v)
 
     # -- results ----------------------------------------------------------------------
     def metrics(self) -> dict:
@@ -262,7 +263,7 @@ class Runner:
         alloc = system.page_alloc.stats
         ev = system.stats.events
         out = {k: 0 for k in METRIC_NAMES}
-        out.update({k: int(self.tlb[k]) for k in TLB_METRICS})
+        out.update({k: int(v) for k, v in sorted(self.tlb.items())})
         out.update(
             faults=int(ev["faults"]),
             pgtable_bytes_linux=int(pt_linux),
