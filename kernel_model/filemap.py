@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from .mm_types import AddressSpace, File, Folio
 
-# include/linux/pagemap.h: folios of order 0 and 1 are both allowed in the page cache
-# since large folio support for file THPs (mm/readahead.c no longer skips order 1).
+# Every order 0..max_order is allowed, order 1 included: mm/readahead.c page_cache_ra_order()
+# stopped turning order 1 into order 0 once file folios of order 1 were supported.
 NO_FOLIO = 1 << 62  # an index past any file: "no next folio"
 
 # mm/readahead.c page_cache_ra_order(): the new order grows by 2 per readahead round.
