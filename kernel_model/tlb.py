@@ -215,8 +215,6 @@ def _lookup_arrays(addrs, lookup):
                          f"shape {addrs.shape} dtype {addrs.dtype}")
     addrs = addrs.astype(np.int64, copy=False)
     n = addrs.shape[0]
-    if n and addrs.min() < 0:
-        raise ValueError("simulate_tlb: addrs must be non-negative virtual addresses")
     arrays = {}
     for name in ("present", "pfn", "base_shift", "leaf_shift", "desc_addr"):
         if not hasattr(lookup, name):
@@ -233,14 +231,13 @@ def _lookup_arrays(addrs, lookup):
     pfn = arrays["pfn"].astype(np.int64, copy=False)
     base_shift = arrays["base_shift"].astype(np.int8, copy=False)
     leaf_shift = arrays["leaf_shift"].astype(np.int8, copy=False)
-    if present.any():
-        bs, ls = base_shift[present], leaf_shift[present]
-        if bs.min() < MIN_SHIFT or ls.max() > MAX_SHIFT or (ls < bs).any():
-            raise ValueError(f"simulate_tlb: present accesses need {MIN_SHIFT} <= base_shift <= "
-                             f"leaf_shift <= {MAX_SHIFT}; got base_shift {bs.min()}..{bs.max()}, "
-                             f"leaf_shift {ls.min()}..{ls.max()}")
-        if pfn[present].min() < 0:
-            raise ValueError("simulate_tlb: a present access has pfn -1")
+    bad = tlb_cache.lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, MIN_SHIFT, MAX_SHIFT)
+    if bad >= 0:
+        raise ValueError(
+            f"simulate_tlb: access {bad} (addr {int(addrs[bad]):#x}, present {bool(present[bad])}, "
+            f"pfn {int(pfn[bad])}, base_shift {int(base_shift[bad])}, leaf_shift {int(leaf_shift[bad])}) "
+            f"is invalid: addresses must be >= 0 and a present access needs pfn >= 0 and "
+            f"{MIN_SHIFT} <= base_shift <= leaf_shift <= {MAX_SHIFT}")
     return addrs, present, pfn, base_shift, leaf_shift, desc
 
 

@@ -1,23 +1,24 @@
 """Set-associative caches for the translation model: the sequential kernels of tlb.py.
 
-Every structure here (L1 dTLB, L2 TLB, walk cache, L1D, L2D) is the same thing: `sets`
-rows of `ways` (tag, stamp) pairs.  The contracts:
+Every structure here (L1 dTLB, L2 TLB, walk cache, L1D, L2D) is `sets` rows of `ways`
+tags, int64[sets, ways].  The contracts:
 
 - A tag is a non-negative int64; -1 marks an empty way.
 - The set of a tag is chosen by the caller (tag-derived; see tlb.py) and passed in.
-- A stamp is the logical time of the last use (LRU) or of the fill (FIFO); an empty way
-  has stamp -1, so it is always the first victim.  Ties go to the lowest way, so the
-  victim is a pure function of the access order: same input, same bytes.
-- A lookup that hits refreshes the stamp only under LRU; a miss never changes state;
-  a fill replaces the way with the smallest stamp.
+- A row is kept in recency order: way 0 is the most recently used (LRU) or the newest
+  fill (FIFO), empty ways are at the tail.  A fill inserts at way 0 and pushes the last
+  way out, which is the least recent / oldest fill, or an empty way while there is one;
+  an LRU hit moves the tag to way 0; a FIFO hit and a miss change nothing.  So the
+  victim is a pure function of the access order (same input, same bytes) and a lookup
+  stops at the first empty way.  Exactly a textbook LRU/FIFO set.
 
 The per-structure helpers are inlined into tlb_run (inline="always": numba's own IR
 inlining; as separate calls they cost about twice as much per data-cache read).
 
 These are the loops that are sequential by nature (each access sees the state the
 previous one left), so they are numba-compiled with cache=True: a sweep runs many
-cells per process and must not recompile per cell.  Everything vectorisable is done
-in numpy before the kernel is called (tlb.py).
+cells per process and must not recompile per cell.  tlb_run makes one pass over the
+caller's arrays and allocates nothing per access.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ NR_COUNTERS = 10
 SERVED_L1D, SERVED_L2D, SERVED_MEM = 0, 1, 2
 
 
-def cache_new(sets: int, ways: int) -> tuple[np.ndarray, np.ndarray]:
-    """An empty structure: (tags, stamps), both int64[sets, ways] filled with -1."""
-    return (np.full((sets, ways), EMPTY, dtype=np.int64),
-            np.full((sets, ways), EMPTY, dtype=np.int64))
+@njit(cache=True)
+def cache_new(sets, ways):
+    """An empty structure: int64[sets, ways] of -1 (at least one set of one way)."""
+    return np.full((max(sets, 1), max(ways, 1)), EMPTY, dtype=np.int64)
 
 
 @njit(cache=True, inline="always")
@@ -61,55 +62,71 @@ def set_index(tag, sets):
 
 
 @njit(cache=True, inline="always")
-def cache_lookup(tags, stamps, s, tag, now, lru):
+def _row_insert_front(c, s, w, tag):
+    """Shift ways 0..w-1 one down (dropping way w) and put `tag` at way 0."""
+    for k in range(w, 0, -1):
+        c[s, k] = c[s, k - 1]
+    c[s, 0] = tag
+
+
+@njit(cache=True, inline="always")
+def cache_lookup(c, s, tag, lru):
     """True when `tag` is in set `s`; under LRU a hit becomes the most recent."""
-    for w in range(tags.shape[1]):
-        if tags[s, w] == tag:
-            if lru:
-                stamps[s, w] = now
+    for w in range(c.shape[1]):
+        t = c[s, w]
+        if t == tag:
+            if lru and w:
+                _row_insert_front(c, s, w, tag)
             return True
+        if t == EMPTY:
+            return False
     return False
 
 
 @njit(cache=True, inline="always")
-def cache_fill(tags, stamps, s, tag, now):
+def cache_fill(c, s, tag):
     """Insert `tag` (known absent) into set `s`; return the evicted tag or -1."""
-    victim = 0
-    oldest = stamps[s, 0]
-    for w in range(1, tags.shape[1]):
-        if stamps[s, w] < oldest:
-            oldest = stamps[s, w]
-            victim = w
-    evicted = tags[s, victim]
-    tags[s, victim] = tag
-    stamps[s, victim] = now
+    last = c.shape[1] - 1
+    evicted = c[s, last]
+    _row_insert_front(c, s, last, tag)
     return evicted
 
 
 @njit(cache=True, inline="always")
-def cache_access(tags, stamps, s, tag, now, lru):
+def cache_access(c, s, tag, lru):
     """Look `tag` up in set `s` and fill it on a miss, in one pass over the ways.
 
-    Returns -2 on a hit, else the evicted tag (-1: an empty way was used).  Equivalent
-    to cache_lookup() followed, on a miss, by cache_fill().
+    Returns HIT (-2) on a hit, else the evicted tag (-1: an empty way was used).
+    Equivalent to cache_lookup() followed, on a miss, by cache_fill().
     """
-    hit = -1
-    victim = 0
-    oldest = stamps[s, 0]
-    for w in range(tags.shape[1]):
-        if tags[s, w] == tag:
-            hit = w
-        if stamps[s, w] < oldest:
-            oldest = stamps[s, w]
-            victim = w
-    if hit >= 0:
-        if lru:
-            stamps[s, hit] = now
-        return HIT
-    evicted = tags[s, victim]
-    tags[s, victim] = tag
-    stamps[s, victim] = now
+    ways = c.shape[1]
+    for w in range(ways):
+        t = c[s, w]
+        if t == tag:
+            if lru and w:
+                _row_insert_front(c, s, w, tag)
+            return HIT
+        if t == EMPTY:
+            _row_insert_front(c, s, w, tag)
+            return EMPTY
+    evicted = c[s, ways - 1]
+    _row_insert_front(c, s, ways - 1, tag)
     return evicted
+
+
+@njit(cache=True, inline="always")
+def cache_invalidate(c, s, tag):
+    """Drop `tag` from set `s` if present (back-invalidation); the row stays compact."""
+    ways = c.shape[1]
+    for w in range(ways):
+        t = c[s, w]
+        if t == EMPTY:
+            return
+        if t == tag:
+            for k in range(w, ways - 1):
+                c[s, k] = c[s, k + 1]
+            c[s, ways - 1] = EMPTY
+            return
 
 
 # Fully associative structures wider than this use fa_access() (hash + LRU list, O(1)
@@ -167,7 +184,7 @@ def _fa_push_front(prev, nxt, meta, w):
 def fa_access(keys, prev, nxt, table, meta, tag, lru):
     """cache_access() for a fully associative structure kept as fa_new() state.
 
-    Same contract and same victims as the stamp version: a hit (-2) becomes the most
+    Same contract and same victims as cache_access(): a hit (-2) becomes the most
     recent under LRU; a miss fills an empty way while there is one, else evicts the
     least recent (LRU) or the oldest fill (FIFO: hits never reorder the list), and
     returns the evicted tag or -1.
@@ -225,17 +242,7 @@ def fa_access(keys, prev, nxt, table, meta, tag, lru):
 
 
 @njit(cache=True, inline="always")
-def cache_invalidate(tags, stamps, s, tag):
-    """Drop `tag` from set `s` if present (back-invalidation)."""
-    for w in range(tags.shape[1]):
-        if tags[s, w] == tag:
-            tags[s, w] = EMPTY
-            stamps[s, w] = EMPTY
-            return
-
-
-@njit(cache=True, inline="always")
-def dcache_read(l1t, l1s, l2t, l2s, line, now):
+def dcache_read(l1, l2, line):
     """One read of physical cache line `line` through an inclusive L1D/L2D pair.
 
     L1D is looked up first; on a miss L2D; on a miss memory.  The line is filled into
@@ -245,18 +252,32 @@ def dcache_read(l1t, l1s, l2t, l2s, line, now):
     a line hot in L1D can age out of L2D, as in hardware.  Both are true LRU (the TRM's
     L1D is pseudo-LRU; LRU keeps the model checkable).  Returns SERVED_*.
     """
-    n1 = l1t.shape[0]
+    n1 = l1.shape[0]
     s1 = set_index(line, n1)
-    if cache_lookup(l1t, l1s, s1, line, now, True):
+    if cache_lookup(l1, s1, line, True):
         return SERVED_L1D
     served = SERVED_L2D
-    evicted = cache_access(l2t, l2s, set_index(line, l2t.shape[0]), line, now, True)
+    evicted = cache_access(l2, set_index(line, l2.shape[0]), line, True)
     if evicted != HIT:
         served = SERVED_MEM
         if evicted != EMPTY:  # the L2D refill evicts before the L1D refill
-            cache_invalidate(l1t, l1s, set_index(evicted, n1), evicted)
-    cache_fill(l1t, l1s, s1, line, now)
+            cache_invalidate(l1, set_index(evicted, n1), evicted)
+    cache_fill(l1, s1, line)
     return served
+
+
+@njit(cache=True)
+def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max_shift):
+    """Index of the first access tlb_run() cannot take (negative address; present with
+    pfn < 0 or shifts outside min_shift <= base_shift <= leaf_shift <= max_shift), or
+    -1.  One pass, no temporaries: the caller's arrays can be tens of millions long."""
+    for i in range(addrs.shape[0]):
+        if addrs[i] < 0:
+            return i
+        if present[i] and (pfn[i] < 0 or base_shift[i] < min_shift
+                           or leaf_shift[i] < base_shift[i] or leaf_shift[i] > max_shift):
+            return i
+    return -1
 
 
 # Scalar parameters of tlb_run(), packed in one int64 array (tlb.py: _kernel_params).
@@ -297,18 +318,12 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
     fa1k, fa1p, fa1n, fa1t, fa1m = fa_new(l1_ways if l1_fa else 1)
     fa2k, fa2p, fa2n, fa2t, fa2m = fa_new(l2_ways if l2_fa else 1)
-    l1t = np.full((l1_sets, l1_ways), EMPTY, np.int64)
-    l1s = np.full((l1_sets, l1_ways), EMPTY, np.int64)
-    l2t = np.full((l2_sets, l2_ways), EMPTY, np.int64)
-    l2s = np.full((l2_sets, l2_ways), EMPTY, np.int64)
-    wct = np.full((max(wc_sets, 1), max(wc_ways, 1)), EMPTY, np.int64)
-    wcs = np.full((max(wc_sets, 1), max(wc_ways, 1)), EMPTY, np.int64)
-    d1t = np.full((params[P_D1_SETS], params[P_D1_WAYS]), EMPTY, np.int64)
-    d1s = np.full((params[P_D1_SETS], params[P_D1_WAYS]), EMPTY, np.int64)
-    d2t = np.full((params[P_D2_SETS], params[P_D2_WAYS]), EMPTY, np.int64)
-    d2s = np.full((params[P_D2_SETS], params[P_D2_WAYS]), EMPTY, np.int64)
+    l1 = cache_new(l1_sets, l1_ways)
+    l2 = cache_new(l2_sets, l2_ways)
+    wc = cache_new(wc_sets, wc_ways)
+    d1 = cache_new(params[P_D1_SETS], params[P_D1_WAYS])
+    d2 = cache_new(params[P_D2_SETS], params[P_D2_WAYS])
     nlev = desc.shape[1]
-    now = 0
     prev_key = EMPTY
     prev_line = EMPTY
     for i in range(addrs.shape[0]):
@@ -331,22 +346,20 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
                 continue
             prev_key = key
             prev_line = line
-            now += 1
             if l1_fa:
                 r1 = fa_access(fa1k, fa1p, fa1n, fa1t, fa1m, key, lru)
             else:
-                r1 = cache_access(l1t, l1s, set_index(tag, l1_sets), key, now, lru)
+                r1 = cache_access(l1, set_index(tag, l1_sets), key, lru)
             if r1 != HIT:
                 out[C_L1_MISS] += 1
                 if l2_fa:
                     r2 = fa_access(fa2k, fa2p, fa2n, fa2t, fa2m, key, lru)
                 else:
-                    r2 = cache_access(l2t, l2s, set_index(tag, l2_sets), key, now, lru)
+                    r2 = cache_access(l2, set_index(tag, l2_sets), key, lru)
                 if r2 != HIT:
                     out[C_L2_MISS] += 1
                     walk = True
         if walk:
-            now += 1
             out[C_WALKS] += 1
             last = -1
             for j in range(nlev):
@@ -359,7 +372,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
                 out[C_WALK_CYCLES] += wc_latency
                 for j in range(last - 1, -1, -1):
                     d = desc[i, j]
-                    if d >= 0 and cache_lookup(wct, wcs, set_index(d >> 3, wc_sets), d, now, lru):
+                    if d >= 0 and cache_lookup(wc, set_index(d >> 3, wc_sets), d, lru):
                         out[C_WC_HITS] += 1
                         start = j + 1
                         break
@@ -368,8 +381,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
                 if d < 0:
                     continue
                 out[C_WALK_REFS] += 1
-                now += 1
-                served = dcache_read(d1t, d1s, d2t, d2s, d >> line_shift, now)
+                served = dcache_read(d1, d2, d >> line_shift)
                 if served == SERVED_L1D:
                     out[C_WALK_CYCLES] += d1_latency
                 elif served == SERVED_L2D:
@@ -380,10 +392,9 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
                     out[C_PT_L1D_MISS] += 1
                     out[C_PT_L2D_MISS] += 1
                 if j < last and wc_sets > 0:
-                    cache_fill(wct, wcs, set_index(d >> 3, wc_sets), d, now)
+                    cache_fill(wc, set_index(d >> 3, wc_sets), d)
         if line >= 0:
-            now += 1
-            served = dcache_read(d1t, d1s, d2t, d2s, line, now)
+            served = dcache_read(d1, d2, line)
             if served != SERVED_L1D:
                 out[C_DATA_L1D_MISS] += 1
                 if served == SERVED_MEM:

@@ -411,7 +411,7 @@ def test_input_errors_say_what_to_fix():
     with pytest.raises(ValueError, match="TlbConfig"):
         simulate_tlb(addrs, lk, {"l1": {}}, kernel_page_shift=12)
     bad = replace(lk, leaf_shift=np.array([11, 12], np.int8))
-    with pytest.raises(ValueError, match="base_shift"):
+    with pytest.raises(ValueError, match="access 0 .* base_shift <= leaf_shift"):
         simulate_tlb(addrs, bad, cfg, kernel_page_shift=12)
 
 
@@ -419,7 +419,7 @@ def test_input_errors_say_what_to_fix():
 @pytest.mark.parametrize("lru", [True, False])
 def test_fully_associative_fast_path_equals_way_scan(entries, lru):
     """fa_access (hash + recency list, used for fully associative structures wider than
-    FA_SCAN_MAX_WAYS) evicts exactly what the stamp scan evicts, access by access."""
+    FA_SCAN_MAX_WAYS) evicts exactly what the row scan evicts, access by access."""
     from kernel_model.tlb_cache import HIT, cache_access, cache_new, fa_access, fa_new
 
     rng = np.random.default_rng(entries)
@@ -427,11 +427,50 @@ def test_fully_associative_fast_path_equals_way_scan(entries, lru):
     tags = np.concatenate([rng.integers(0, 3 * entries, 4000), rng.integers(0, 40, 2000) << 40])
     rng.shuffle(tags)
     fa = fa_new(entries)
-    tags_scan, stamps = cache_new(1, entries)
+    scan_state = cache_new(1, entries)
     fast, scan = [], []
-    for now, tag in enumerate(tags.tolist(), start=1):
+    for tag in tags.tolist():
         fast.append(int(fa_access(*fa, tag, lru)))
-        scan.append(int(cache_access(tags_scan, stamps, 0, tag, now, lru)))
+        scan.append(int(cache_access(scan_state, 0, tag, lru)))
     assert fast == scan
     assert fast.count(HIT) > 100 and len(set(fast)) > entries  # hits and many distinct evictions
-    assert sorted(fa[0].tolist()) == sorted(tags_scan[0].tolist())
+    assert sorted(fa[0].tolist()) == sorted(scan_state[0].tolist())
+
+
+def test_with_real_pgtable_lookup():
+    """The Lookup of kernel_model.pgtable, 4K kernel, contpte on.
+    # VA / 64K      0  1  2  3  4  5  6  7  8
+    #                  F        U           .    F: 64K folio, PA aligned -> folded (one entry)
+    #                                            U: 64K folio at pfn 0x201 -> 16 plain PTEs
+    #                                            .: hole (not present)
+    Each of the 16 pages of F and U is touched once, then the hole.
+    """
+    from kernel_model.geometry import geometry
+    from kernel_model.mm_types import PROT_READ, PROT_WRITE
+    from kernel_model.pgtable import PageTable
+
+    pt = PageTable(geometry("4K"), contpte=True)
+    pt.set_ptes(0x10000, 0x100, 16, PROT_READ | PROT_WRITE, folio_pfn=0x100, folio_nr=16)
+    pt.set_ptes(0x40000, 0x201, 16, PROT_READ | PROT_WRITE, folio_pfn=0x201, folio_nr=16)
+    pages = np.arange(16, dtype=np.int64) << 12
+    addrs = np.concatenate([0x10000 + pages, 0x40000 + pages, [0x80000]])
+    res = simulate_tlb(addrs, pt.lookup(addrs), load_cfg("neoverse_n1"), kernel_page_shift=12)
+    # misses: 1 (F) + 16 (U) + 1 (hole); walks after the first hit the PMD descriptor in
+    # the walk cache and read only the PTE; PTE lines read: F's (index 16-31: line 2),
+    # U's (64-79: lines 8, 9), the hole's (128: line 16), plus 3 upper-level lines.
+    assert [res[k] for k in ("l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_refs",
+                             "tlb_walk_cache_hits", "tlb_pgtable_l1d_misses", "tlb_not_present")] == \
+        [18, 18, 18, 4 + 17, 17, 7, 1]
+    split = simulate_tlb(addrs, pt.lookup(addrs), load_cfg("neoverse_n1", coalesce_contig=False),
+                         kernel_page_shift=12)
+    assert split["l1_tlb_misses"] == 33
+
+
+def test_negative_address_and_missing_pfn_are_rejected():
+    cfg = load_cfg("tiny")
+    addrs = np.array([0, 4096], dtype=np.int64)
+    lk = make_lookup(addrs)
+    with pytest.raises(ValueError, match="access 1 .*addresses must be >= 0"):
+        simulate_tlb(np.array([0, -4096]), lk, cfg, kernel_page_shift=12)
+    with pytest.raises(ValueError, match="access 1 .*pfn -1"):
+        simulate_tlb(addrs, replace(lk, pfn=np.array([5, -1])), cfg, kernel_page_shift=12)
