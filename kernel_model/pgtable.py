@@ -628,7 +628,7 @@ class PageTable:
         a = np.asarray(addrs, dtype=np.int64).ravel()
         if a.size and (a.min() < 0 or a.max() >= (1 << self.geom.va_bits)):
             raise ValueError(f"lookup: addresses must lie in [0, 2**{self.geom.va_bits})")
-        present, pfn, prot, leaf_shift, desc = self._walk(a)
+        present, pfn, prot, leaf_shift, desc = self._walk_one(int(a[0])) if a.size == 1 else self._walk(a)
         return Lookup(present=present, pfn=pfn, prot=prot, base_shift=np.full(a.size, self._ps, np.int8),
                       leaf_shift=leaf_shift, desc_addr=np.ascontiguousarray(desc.T))
 
@@ -668,6 +668,43 @@ class PageTable:
             levels.append((vals, slots, nxt, barr))
         self._index_cache = (self._gen, levels)
         return levels
+
+    def _walk_one(self, addr: int):
+        """_walk() of a single address straight from the dicts (the fault path's look-up):
+        the same result without building the walk index or any array gathers."""
+        L, ps = self._L, self._ps
+        desc = np.full((L, 1), -1, np.int64)
+        pfn, prot, shift = -1, 0, ps
+        phys = self._upper[0][0]
+        for i in range(L):
+            g = addr >> self._shift[i]
+            desc[i, 0] = phys + (g & (self._entries[i] - 1)) * DESC_SIZE
+            if i == L - 1:
+                slot = self._leaf[addr >> self._span[i]]
+                e = g & (self._E - 1)
+                pfn, prot = int(self._pfn[slot, e]), int(self._prot[slot, e])
+                if self._cont[slot, e]:
+                    shift = ps + contpte.ilog2(self.geom.cont_pte)
+                break
+            blk = self._blocks[i].get(g)
+            if blk is not None:
+                pfn = blk[0] + ((addr & ((1 << self._shift[i]) - 1)) >> ps)
+                prot = blk[1]
+                shift = self._shift[i] + (contpte.ilog2(self.geom.cont_pmd) if blk[4] else 0)
+                break
+            if i + 1 == L - 1:
+                slot = self._leaf.get(g)
+                if slot is None:
+                    break
+                phys = int(self._leaf_phys[slot])
+            else:
+                phys = self._upper[i + 1].get(g)
+                if phys is None:
+                    break
+        if pfn < 0:
+            shift = ps
+        return (np.array([pfn >= 0]), np.array([pfn], np.int64), np.array([prot], np.int8),
+                np.array([shift], np.int8), desc)
 
     def _walk(self, a: np.ndarray):
         """The walk of addresses a (any order): per level one gather of the next row from

@@ -234,3 +234,19 @@ def test_lookup_matches_a_dict_reference():
     look = pt.lookup(probe + 123 * 8)
     assert look.pfn.tolist() == [ref.get(int(a) // ps, -1) for a in probe]
     assert look.present.tolist() == [int(a) // ps in ref for a in probe]
+
+
+def test_single_address_walk_equals_the_vector_walk():
+    # lookup() of one address takes a scalar path: it must agree with the array path
+    pt = PageTable(K4, contpte=True)
+    pt.set_ptes(G, 0, 48, RW, folio_pfn=0, folio_nr=64)
+    pt.set_pmd(4 * M, 1024, PROT_READ)
+    pt.set_pud(2 * G, 262144, RW)
+    probe = [G, G + 40 * 4096, G + 60 * 4096, 4 * M + 4096, 2 * G + 5 * 4096, 3 * G, 1 << 40]
+    many = pt.lookup(np.array(probe))
+    for k, addr in enumerate(probe):
+        one = pt.lookup(np.array([addr]))
+        for field in ("present", "pfn", "prot", "base_shift", "leaf_shift"):
+            assert getattr(one, field).tolist() == [getattr(many, field)[k]], (field, hex(addr))
+        assert one.desc_addr.tolist() == [many.desc_addr[k].tolist()]
+    assert many.leaf_shift.tolist() == [16, 16, 12, 21, 30, 12, 12]

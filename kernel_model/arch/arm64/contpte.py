@@ -51,6 +51,8 @@ def contpte_update(pfn, prot, folio, cont, e0: int, e1: int, cont_ptes: int) -> 
         return 0, 0
     c = cont_ptes
     r0, r1 = e0 // c, -(-e1 // c)
+    if r1 - r0 <= _FEW_RUNS:
+        return _contpte_update_few(pfn, prot, folio, cont, e0, e1, c, r0, r1)
     sl = slice(r0 * c, r1 * c)
     cont2 = cont[sl].reshape(-1, c)
     was = cont2[:, 0].copy()
@@ -62,6 +64,32 @@ def contpte_update(pfn, prot, folio, cont, e0: int, e1: int, cont_ptes: int) -> 
     cont2[:] = ok[:, None]
     folds = int(np.count_nonzero(ok & (~was | unfold)))
     return folds, int(np.count_nonzero(unfold))
+
+
+# A change touching at most this many runs (a fault, one folio's set_ptes) is screened
+# run by run with scalar reads first: most such runs are not fully mapped yet, and
+# reading two descriptors settles that without the ~15 array operations of the full check.
+_FEW_RUNS = 2
+
+
+def _contpte_update_few(pfn, prot, folio, cont, e0, e1, c, r0, r1) -> tuple[int, int]:
+    folds = unfolds = 0
+    for r in range(r0, r1):
+        s, e = r * c, (r + 1) * c
+        was = bool(cont[s])
+        partial = (r == r0 and e0 % c != 0) or (r == r1 - 1 and e1 % c != 0)
+        first = int(pfn[s])
+        ok = first >= 0 and first % c == 0 and int(pfn[e - 1]) == first + c - 1
+        if ok:
+            ok = bool(contpte_runs_ok(pfn[s:e].reshape(1, c), prot[s:e].reshape(1, c),
+                                      folio[s:e].reshape(1, c))[0])
+        if was != ok or was:
+            cont[s:e] = ok
+        if was and partial:
+            unfolds += 1
+        if ok and (not was or (was and partial)):
+            folds += 1
+    return folds, unfolds
 
 
 def contpte_set_update(pfn, prot, folio, cont, e0: int, e1: int, cont_ptes: int,
