@@ -124,3 +124,25 @@ def test_compaction_and_repair(tmp_path):
     CellWriter(tmp_path, "x", "r2", "2026-01-01").write([sample_row("d")])
     assert repair(tmp_path) == 1
     assert sorted(p.name for p in w2.dir.iterdir()) == ["r1-00000.parquet", "r2-00000.parquet"]
+
+
+def test_cli_writes_only_results_in_the_working_directory(tmp_path):
+    """No outputs/, .hydra/ or log files from Hydra; --cfg job prints and writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    base = [sys.executable, "-m", "sweep", "executor=serial", "cell_fn=tests.sweep.cells:trivial",
+            "kernel=16k", "sweep.progress=false"]
+    res = subprocess.run(base + ["--cfg", "job"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0
+    assert res.stdout.splitlines()[3:5] == ["kernel:", "  page_size: 16K"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    res = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["experiment=default", "runs"]
