@@ -120,22 +120,26 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
                   package_versions=package_versions())
     failed = []
     code = 130
+    batches = _batches(cfg, to_run) if to_run else iter(())
     try:
-        if to_run:
-            batches = _batches(cfg, to_run)
-            with _progress(len(to_run), cfg.sweep.progress) as bar:
-                for batch in batches:
-                    rows = [_row(cell, outcome, common) for cell, outcome in batch]
-                    writer.write(rows)
-                    for row in rows:
-                        record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
-                        if row["status"] != "ok":
-                            failed.append(row)
-                    write_run(root, date, record)   # counts so far, for a run that dies
-                    bar.update(len(rows))
+        with _progress(len(to_run), cfg.sweep.progress and bool(to_run)) as bar:
+            for batch in batches:
+                rows = [_row(cell, outcome, common) for cell, outcome in batch]
+                writer.write(rows)
+                for row in rows:
+                    record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
+                    if row["status"] != "ok":
+                        failed.append(row)
+                write_run(root, date, record)   # counts so far, for a run that dies
+                bar.update(len(rows))
         writer.compact()
         code = 1 if failed else 0
+    except KeyboardInterrupt:
+        writer.compact()
+        print("interrupted: finished cells are saved; rerun the same command to continue", file=out)
     finally:
+        if hasattr(batches, "close"):
+            batches.close()                     # leaves the RaySession: Ray shuts down
         record.update(status="finished" if code != 130 else "interrupted", exit_status=code,
                       finished_at=utcnow())
         write_run(root, date, record)
