@@ -95,7 +95,7 @@ class PageTable:
         self._blocks: list[dict[int, list]] = [dict() for _ in range(self._L - 1)]
         # leaf pool
         self._leaf: dict[int, int] = {}
-        cap = 4
+        cap = 1  # grows by doubling: a 64K-geometry row is 8192 entries (~144 KiB of arrays)
         self._pfn = np.full((cap, self._E), -1, np.int64)
         self._prot = np.zeros((cap, self._E), np.int8)
         self._cont = np.zeros((cap, self._E), np.bool_)

@@ -256,3 +256,16 @@ def test_mirror_tables_are_not_reclaimable():
     lp, nt = mirror()
     with pytest.raises(ValueError, match="on_demand"):
         nt.reclaim(4096)
+
+
+def test_ptdesc_sections_of_linux_tables():
+    # Dev Jain, 2026-02-23: a Linux PTE table (2M) points at a 32-entry section of one
+    # native PTE table; a Linux PMD table (1G) needs a list: two whole native PTE tables.
+    #   native T2 (1G..1.5G): | s0 | s1 | ... | s255 |   32 entries each
+    lp, nt = mirror()
+    assert nt.ptdesc_sections(3, BASE >> 21) == [(2, 0, 32)]
+    assert nt.ptdesc_sections(3, (BASE >> 21) + 255) == [(2, 8160, 32)]
+    assert nt.ptdesc_sections(3, (BASE >> 21) + 256) == [(3, 0, 32)]
+    assert nt.ptdesc_sections(2, BASE >> 30) == [(2, 0, 8192), (3, 0, 8192)]
+    sections = {nt.ptdesc_sections(3, t)[0][:2] for t in range(BASE >> 21, (BASE >> 21) + 256)}
+    assert len(sections) == 256 and {s[0] for s in sections} == {2}

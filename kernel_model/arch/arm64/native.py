@@ -94,6 +94,24 @@ class NativePageTable:
         """Process-page numbers (addr >> process page shift) that walk the Linux table."""
         return sorted(self._fallback)
 
+    def ptdesc_sections(self, level_number: int, table_index: int) -> list[tuple[int, int, int]]:
+        """The native leaf-table sections that one Linux table's range maps into, as Dev Jain
+        (2026-02-23) proposes to keep in the Linux table's struct ptdesc: a pointer for a
+        Linux PTE table, a list for a table spanning several native ones. Returns
+        [(native leaf table index, first entry, nr entries)]; table_index is the Linux
+        table's index at that level (addr >> the VA bits one such table spans)."""
+        lp = self.linux
+        i = lp._level_index(level_number)
+        span = lp._span[i]
+        if isinstance(table_index, bool) or not isinstance(table_index, int) or table_index < 0:
+            raise ValueError(f"ptdesc_sections: table_index must be a non-negative int, got {table_index!r}")
+        start, end = table_index << span, (table_index + 1) << span
+        out = []
+        for t in range(start >> self._span_shift, ((end - 1) >> self._span_shift) + 1):
+            lo, hi = max(start, t << self._span_shift), min(end, (t + 1) << self._span_shift)
+            out.append((t, (lo - (t << self._span_shift)) >> self._ps, (hi - lo) >> self._ps))
+        return out
+
     def nr_tables(self, level_number: int) -> int:
         return self.table.nr_tables(level_number)
 
