@@ -97,13 +97,18 @@ def bench(name, addrs, cfg, naive_n):
     t0 = time.process_time()
     m1, m2 = naive_lru(sub, cfg.l1.entries, cfg.l2.entries, cfg.l2.ways)
     naive_s = time.process_time() - t0
+    # The model's TLB counts on the naive prefix must be the naive simulator's.
+    pre = simulate_tlb(addrs[:naive_n], arith_lookup(addrs[:naive_n]), cfg, kernel_page_shift=PAGE_SHIFT)
+    if (pre["l1_tlb_misses"], pre["l2_tlb_misses"]) != (m1, m2):
+        raise SystemExit(f"{name}: model and naive LRU disagree on the prefix: "
+                         f"{pre['l1_tlb_misses']}, {pre['l2_tlb_misses']} vs {m1}, {m2}")
     model_rate = addrs.size / model_s
     naive_rate = len(sub) / naive_s
     print(f"{name:28s} n={addrs.size:>10,d}  model {model_rate / 1e6:7.2f} M acc/s ({model_s:6.2f} s cpu, {model_wall:6.2f} s wall)"
           f"  naive-LRU {naive_rate / 1e6:5.2f} M acc/s on {len(sub):,d}  ratio {model_rate / naive_rate:6.1f}x")
     print(f"{'':28s} l1_tlb_misses={res['l1_tlb_misses']:,d} l2_tlb_misses={res['l2_tlb_misses']:,d} "
           f"walk_mem_refs={res['walk_mem_refs']:,d} walk_cycles={res['walk_cycles']:,d} "
-          f"(naive on its prefix: l1 {m1:,d}, l2 {m2:,d})")
+          f"(prefix of {len(sub):,d}: l1 {m1:,d}, l2 {m2:,d}, model == naive)")
     return model_rate
 
 

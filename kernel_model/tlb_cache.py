@@ -140,15 +140,16 @@ def fa_new(entries):
     """State of a fully associative structure: (keys, prev, next, table, meta).
 
     keys[w]: tag in way w (-1 empty); prev/next: the recency list over ways, meta[0]
-    the most recent way, meta[1] the least recent, meta[2] ways in use; table: an
-    open-addressing hash (linear probing, >= 4x entries, power of two) of way numbers.
+    the most recent way, meta[1] the least recent, meta[2] ways in use, meta[3] log2 of
+    the table size; table: an open-addressing hash (linear probing, >= 4x entries,
+    power of two) of way numbers.
     """
-    size = 1
-    while size < 4 * entries:
-        size *= 2
+    bits = 2
+    while (1 << bits) < 4 * entries:
+        bits += 1
     return (np.full(entries, EMPTY, np.int64), np.full(entries, EMPTY, np.int64),
-            np.full(entries, EMPTY, np.int64), np.full(size, EMPTY, np.int64),
-            np.array([EMPTY, EMPTY, 0]).astype(np.int64))
+            np.full(entries, EMPTY, np.int64), np.full(1 << bits, EMPTY, np.int64),
+            np.array([EMPTY, EMPTY, 0, bits]).astype(np.int64))
 
 
 @njit(cache=True, inline="always")
@@ -190,9 +191,7 @@ def fa_access(keys, prev, nxt, table, meta, tag, lru):
     returns the evicted tag or -1.
     """
     mask = table.shape[0] - 1
-    bits = 0
-    while (1 << bits) < table.shape[0]:
-        bits += 1
+    bits = meta[3]
     i = _fa_slot(tag, mask, bits)
     while table[i] != EMPTY:
         w = table[i]

@@ -474,3 +474,21 @@ def test_negative_address_and_missing_pfn_are_rejected():
         simulate_tlb(np.array([0, -4096]), lk, cfg, kernel_page_shift=12)
     with pytest.raises(ValueError, match="access 1 .*pfn -1"):
         simulate_tlb(addrs, replace(lk, pfn=np.array([5, -1])), cfg, kernel_page_shift=12)
+
+
+@pytest.mark.parametrize("l1, l2", [
+    ({"entries": 8, "ways": 2, "latency": 1}, {"entries": 32, "ways": 32, "latency": 3}),
+    ({"entries": 12, "ways": 12, "latency": 1}, {"entries": 24, "ways": 3, "latency": 3}),
+])
+def test_reference_hardware_other_shapes(l1, l2):
+    """Set-associative L1 with a wide fully associative L2 (the hash path for L2), and a
+    12-way fully associative L1 (the hash path for L1) with a 3-way L2 of 8 sets."""
+    rng = np.random.default_rng(21)
+    addrs = (((rng.zipf(1.15, 5000) - 1) % 300) << 12) + (rng.integers(0, 4096, 5000) & ~7)
+    lk = make_lookup(addrs)
+    for replacement in ("lru", "fifo"):
+        cfg = load_cfg("tiny", l1=l1, l2=l2, replacement=replacement)
+        res = simulate_tlb(addrs, lk, cfg, kernel_page_shift=12)
+        ref = reference_hardware(addrs, lk, cfg, 12)
+        assert {k: res[k] for k in ref} == ref
+        assert 0 < res["l2_tlb_misses"] < res["l1_tlb_misses"] < 5000
