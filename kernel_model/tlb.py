@@ -33,7 +33,11 @@ probed deepest level first and resumes just below the deepest hit, so a hit at t
 PMD level leaves one read.  Every descriptor read is a walk memory reference served by
 L1D, L2D or memory (64-byte lines, 8 descriptors each), and walk_cycles is the sum of
 the load-to-use latency of the level that served each read, plus the walk-cache
-lookup latency once per walk when a walk cache is configured.
+lookup latency once per walk when a walk cache is configured.  The descriptor that
+ends the walk (the leaf, or the invalid one of a not-present access) is never cached:
+the architecture does not let a TLB or walk cache hold an entry that faults.  The A76
+keeps walk results inside its L2 TLB; here the walk cache is a separate structure with
+its own entries/ways (tlb.walk_cache) so that its reach can be swept on its own.
 
 Pre-filter.  An access to the same TLB entry and the same data line as the previous
 (present) access hits L1 and L1D and leaves every replacement state unchanged (both
