@@ -350,32 +350,59 @@ class PageTable:
         self._notify("set_ptes", addr, nr, pfn=pfn, prot=prot, folio_pfn=folio_pfn, folio_nr=folio_nr)
 
     def clear_ptes(self, addr, nr) -> np.ndarray:
-        """Clear nr PTEs from addr (get_and_clear_full_ptes()); returns the old pfns, -1 = none."""
-        self._check_range(addr, nr, "clear_ptes")
-        self._check_no_blocks_in(addr, nr, "clear_ptes")
+        """Clear nr PTEs from addr (get_and_clear_full_ptes()); returns the old pfns, -1 = none.
+        The result has nr entries: for a large sparse range use zap_ptes()."""
+        nr = int(nr) if isinstance(nr, (int, np.integer)) and not isinstance(nr, bool) else nr
+        out = None
+        for o, old in self._clear(addr, nr, "clear_ptes"):
+            if out is None:
+                out = np.full(nr, -1, np.int64)
+            out[o:o + old.size] = old
+        return np.full(nr, -1, np.int64) if out is None else out
+
+    def zap_ptes(self, addr, nr) -> tuple[np.ndarray, np.ndarray]:
+        """clear_ptes() returning only what was mapped: (page offsets from addr, pfns), in
+        address order; memory proportional to the mapped PTEs, not to nr (zap_pte_range()
+        skips pmd_none() ranges)."""
+        offs, pfns = [], []
+        for o, old in self._clear(addr, nr, "zap_ptes"):
+            hit = np.flatnonzero(old >= 0)
+            offs.append(hit + o)
+            pfns.append(old[hit])
+        if not offs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(offs), np.concatenate(pfns)
+
+    def _clear(self, addr, nr, what: str) -> list[tuple[int, np.ndarray]]:
+        """Clear the range; returns (page offset, old pfns) per existing table piece in
+        address order."""
+        self._check_range(addr, nr, what)
+        self._check_no_blocks_in(addr, nr, what)
         nr = int(nr)
-        out = np.full(nr, -1, np.int64)
+        pieces = []
         partial, rows, offs = self._split(addr, nr, create=False)
         for _, slot, e0, e1, o in partial:
             if slot < 0:
                 continue
             row = self._pfn[slot]
-            old = row[e0:e1]
-            out[o:o + e1 - e0] = old
+            old = row[e0:e1].copy()
+            pieces.append((o, old))
             self._nr_present[slot] -= int(np.count_nonzero(old >= 0))
             row[e0:e1] = -1
             self._prot[slot, e0:e1] = 0
             self._folio[slot, e0:e1] = -1
             self._contpte_update(slot, e0, e1)
         if rows.size:
-            out[offs[:, None] + np.arange(self._E)] = self._pfn[rows]
+            old = self._pfn[rows]
+            pieces.extend(zip(offs.tolist(), old))
             self._pfn[rows] = -1
             self._prot[rows] = 0
             self._folio[rows] = -1
             self._cont[rows] = False
             self._nr_present[rows] = 0
+        pieces.sort(key=lambda p: p[0])
         self._notify("clear_ptes", addr, nr)
-        return out
+        return pieces
 
     def modify_prot(self, addr, nr, prot) -> None:
         """Change the protection of the present PTEs in range (change_pte_range() through
@@ -587,7 +614,7 @@ class PageTable:
                     else:
                         raise ValueError(f"drop_range: [{addr:#x}, {end:#x}) splits the level-"
                                          f"{self.geom.levels[i].number} block at {b0:#x}")
-            self.clear_ptes(addr, size >> self._ps)
+            self._clear(addr, size >> self._ps, "drop_range")
         finally:
             self.listeners = listeners
 
@@ -716,32 +743,41 @@ class PageTable:
         pfn = np.full(n, -1, np.int64)
         prot = np.zeros(n, np.int8)
         leaf_shift = np.full(n, ps, np.int8)
-        live = np.arange(n)
+        live = None  # None: every address is still walking (no index arrays needed)
         la = a
         row = np.zeros(n, np.int64)
         for i in range(L):
-            if live.size == 0:
+            if la.size == 0:
                 break
+            at = slice(None) if live is None else live
             phys, slots, nxt, barr = levels[i]
             e = (la >> self._shift[i]) & (self._entries[i] - 1)
-            desc[i, live] = phys[row] + e * DESC_SIZE
+            desc[i, at] = phys[row] + e * DESC_SIZE
             if i == L - 1:
                 sl = slots[row]
-                pfn[live] = self._pfn[sl, e]
-                prot[live] = self._prot[sl, e]
-                leaf_shift[live] = np.where(self._cont[sl, e], ps + contpte.ilog2(self.geom.cont_pte), ps)
+                pfn[at] = self._pfn[sl, e]
+                prot[at] = self._prot[sl, e]
+                cont = self._cont[sl, e]
+                if cont.any():
+                    leaf_shift[at] = np.where(cont, ps + contpte.ilog2(self.geom.cont_pte), ps)
                 break
             v = nxt[row, e]
-            isblk = v <= -2
-            if isblk.any():
-                b, at = -2 - v[isblk], live[isblk]
-                bpfn, bprot, bcont = barr
-                pfn[at] = bpfn[b] + ((la[isblk] & ((1 << self._shift[i]) - 1)) >> ps)
-                prot[at] = bprot[b]
-                cshift = self._shift[i] + contpte.ilog2(self.geom.cont_pmd)
-                leaf_shift[at] = np.where(bcont[b], cshift, self._shift[i])
+            if barr[0].size:
+                isblk = v <= -2
+                if isblk.any():
+                    b = -2 - v[isblk]
+                    bat = np.flatnonzero(isblk) if live is None else live[isblk]
+                    bpfn, bprot, bcont = barr
+                    pfn[bat] = bpfn[b] + ((la[isblk] & ((1 << self._shift[i]) - 1)) >> ps)
+                    prot[bat] = bprot[b]
+                    cshift = self._shift[i] + contpte.ilog2(self.geom.cont_pmd)
+                    leaf_shift[bat] = np.where(bcont[b], cshift, self._shift[i])
             ok = v >= 0
-            live, la, row = live[ok], la[ok], v[ok].astype(np.int64)
+            if ok.all():
+                row = v.astype(np.int64)
+                continue
+            live = np.flatnonzero(ok) if live is None else live[ok]
+            la, row = la[ok], v[ok].astype(np.int64)
         present = pfn >= 0
         leaf_shift[~present] = ps
         return present, pfn, prot, leaf_shift, desc

@@ -250,3 +250,25 @@ def test_single_address_walk_equals_the_vector_walk():
             assert getattr(one, field).tolist() == [getattr(many, field)[k]], (field, hex(addr))
         assert one.desc_addr.tolist() == [many.desc_addr[k].tolist()]
     assert many.leaf_shift.tolist() == [16, 16, 12, 21, 30, 12, 12]
+
+
+def test_zap_ptes_returns_only_what_was_mapped():
+    #   a 1 TiB range with two mapped runs: 3 PTEs at +8K and 2 at +512G
+    pt = PageTable(K4)
+    pt.set_ptes(G + 2 * 4096, 70, 3, RW)
+    pt.set_ptes(G + (512 * G), 90, 2, RW)
+    offs, pfns = pt.zap_ptes(G, (1 << 40) // 4096)
+    assert offs.tolist() == [2, 3, 4, (512 * G) // 4096, (512 * G) // 4096 + 1]
+    assert pfns.tolist() == [70, 71, 72, 90, 91]
+    assert pt.nr_ptes == 0
+
+
+def test_vector_walk_of_blocks_only():
+    pt = PageTable(K4)
+    pt.set_pmd(4 * M, 1024, PROT_READ)
+    pt.set_pud(G, 262144, RW)
+    look = pt.lookup(np.array([4 * M + 4096, G + 5 * 4096, 4 * M]))
+    assert look.pfn.tolist() == [1025, 262149, 1024]
+    assert look.leaf_shift.tolist() == [21, 30, 21]
+    assert look.prot.tolist() == [1, 3, 1]
+    assert (look.desc_addr >= 0).sum(axis=1).tolist() == [3, 2, 3]
