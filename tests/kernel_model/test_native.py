@@ -269,3 +269,19 @@ def test_ptdesc_sections_of_linux_tables():
     assert nt.ptdesc_sections(2, BASE >> 30) == [(2, 0, 8192), (3, 0, 8192)]
     sections = {nt.ptdesc_sections(3, t)[0][:2] for t in range(BASE >> 21, (BASE >> 21) + 256)}
     assert len(sections) == 256 and {s[0] for s in sections} == {2}
+
+
+def test_a_folio_covering_a_native_pmd_replaces_its_ptes_by_a_block():
+    #   native span at BASE: 1 PTE mapped (a 64K folio), then one 512M folio over the span
+    #   |#.............|  ->  |==== PMD block ====|   (the PTE table is freed)
+    lp, nt = mirror()
+    map_folios(lp, BASE, 64 * KB, 64 * KB, pfn0=16)
+    assert nt.nr_tables(3) == 1
+    lp.set_ptes(BASE, 131072, 131072, RW)   # one 512M folio, PA 512M-aligned
+    assert (nt.nr_tables(3), nt.table.nr_blocks(2), nt.table.nr_ptes) == (0, 1, 0)
+    look = nt.hw_lookup(np.array([BASE, BASE + 300 * M + 4096]))
+    assert look.leaf_shift.tolist() == [29, 29]
+    assert look.pfn.tolist() == [131072, 131072 + 300 * 256 + 1]
+    lp.clear_ptes(BASE + 64 * KB, 16)           # one process page of the block goes
+    assert (nt.table.nr_blocks(2), nt.table.nr_ptes) == (0, 8191)
+    assert nt.hw_lookup(np.array([BASE + 64 * KB])).present.tolist() == [False]

@@ -183,6 +183,9 @@ class NativePageTable:
             o = opfn + ((a - addr) >> self._ps)
             npp = (nxt - a) >> self._ps
             if nxt - a == bsize and not o % npp and ofolio <= o and o + npp <= ofolio + ofolio_nr:
+                t.drop_range(a, bsize)  # native PTEs the block replaces
+                if (a >> self._span_shift) in t._leaf:
+                    t._free_leaf(a >> self._span_shift)
                 t.set_pmd(a, o, prot, folio_pfn=ofolio, folio_nr=ofolio_nr)
             else:
                 t.set_ptes(a, o, npp, prot, folio_pfn=ofolio, folio_nr=ofolio_nr)
