@@ -5,6 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from sweep import exit_on_broken_pipe
 from sweep.app import CONF_DIR, main_from_hydra
 from sweep.schema import register_configs
 
@@ -13,7 +14,11 @@ register_configs(CONF_DIR)
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
-    sys.exit(main_from_hydra(cfg))
+    try:
+        code = main_from_hydra(cfg)
+    except BrokenPipeError:
+        exit_on_broken_pipe()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

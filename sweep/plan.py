@@ -184,7 +184,11 @@ def _excluded(assignment: dict, resolved: dict, rules: list) -> bool:
 def _matches(key, allowed, assignment, resolved) -> bool:
     if key in assignment:
         return assignment[key] in allowed
-    value = OmegaConf.select(OmegaConf.create(resolved), key.lstrip("+~"), default=None)
+    value = resolved
+    for part in key.lstrip("+~").split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
     return value is not None and str(value) in allowed
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from sweep import exit_on_broken_pipe
 from sweep.results import cell_files
 
 # Column lists for the views when no file exists yet, so queries still bind.
@@ -113,7 +114,10 @@ def main(argv=None) -> int:
     if args.output:
         Path(args.output).write_text(text + "\n")
     else:
-        print(text)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            exit_on_broken_pipe()
     return 0
 
 
