@@ -285,3 +285,20 @@ def test_a_folio_covering_a_native_pmd_replaces_its_ptes_by_a_block():
     lp.clear_ptes(BASE + 64 * KB, 16)           # one process page of the block goes
     assert (nt.table.nr_blocks(2), nt.table.nr_ptes) == (0, 8191)
     assert nt.hw_lookup(np.array([BASE + 64 * KB])).present.tolist() == [False]
+
+
+@pytest.mark.parametrize("proc, size, want_leaf, want_bytes", [
+    # 16K process: native PTE table spans 32M; 4-level 16K/48-bit: pgd of 2 entries (16 B)
+    (P16, 64 * M, 2, 16 + 16 * KB * (1 + 1 + 2)),
+    # 64K process: native PTE table spans 512M; 3-level, pgd of 64 entries (512 B)
+    (P64, 1 * G, 2, 512 + 64 * KB * (1 + 2)),
+])
+def test_native_tables_are_what_the_geometry_predicts(proc, size, want_leaf, want_bytes):
+    lp, nt = mirror(proc=proc)
+    map_folios(lp, BASE, size, 2 * M)
+    assert want_leaf == size // proc.pmd_size
+    assert nt.nr_tables(3) == want_leaf
+    assert nt.table.nr_ptes == size // proc.page_size
+    assert nt.bytes == want_bytes == proc.levels[0].table_bytes + sum(
+        nt.nr_tables(l.number) for l in proc.levels[1:]) * proc.page_size
+    assert lp.bytes == 4096 * (1 + 1 + 1 + size // (2 * M))
