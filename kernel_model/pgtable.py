@@ -145,11 +145,7 @@ class PageTable:
         return self._leaf if i == self._L - 1 else self._upper[i]
 
     def nr_tables(self, level_number: int) -> int:
-        for i, lvl in enumerate(self.geom.levels):
-            if lvl.number == level_number:
-                return len(self._tables_at(i))
-        raise ValueError(f"level {level_number}: this {self.geom.describe()} geometry has levels "
-                         f"{[l.number for l in self.geom.levels]}")
+        return len(self._tables_at(self._level_index(level_number)))
 
     def nr_blocks(self, level_number: int) -> int:
         i = self._level_index(level_number)
@@ -160,15 +156,12 @@ class PageTable:
         """Present leaf (PTE-level) entries."""
         return int(self._nr_present.sum())
 
-    def leaf_tables(self) -> list[int]:
-        """Indices (addr >> pmd_shift) of the allocated leaf tables, ascending."""
-        return sorted(self._leaf)
-
     def _level_index(self, level_number: int) -> int:
         for i, lvl in enumerate(self.geom.levels):
             if lvl.number == level_number:
                 return i
-        raise ValueError(f"level {level_number}: not in {self.geom.describe()}")
+        raise ValueError(f"level {level_number}: this {self.geom.describe()} geometry has levels "
+                         f"{[l.number for l in self.geom.levels]}")
 
     # ---- leaf pool ------------------------------------------------------------------
 

@@ -302,3 +302,11 @@ def test_native_tables_are_what_the_geometry_predicts(proc, size, want_leaf, wan
     assert nt.bytes == want_bytes == proc.levels[0].table_bytes + sum(
         nt.nr_tables(l.number) for l in proc.levels[1:]) * proc.page_size
     assert lp.bytes == 4096 * (1 + 1 + 1 + size // (2 * M))
+
+
+def test_hw_lookup_rejects_addresses_outside_the_va_space():
+    lp = PageTable(K4)
+    nt = NativePageTable(lp, P64, "on_demand")
+    with pytest.raises(ValueError, match=r"2\*\*48"):
+        nt.hw_lookup(np.array([1 << 48]))
+    assert nt.native_rebuilds == 0

@@ -305,6 +305,8 @@ class NativePageTable:
         table for fallback pages; pfn in kernel pages in both cases."""
         a = np.asarray(addrs, dtype=np.int64).ravel()
         n = a.size
+        if n and (a.min() < 0 or a.max() >= (1 << self.geom.va_bits)):
+            raise ValueError(f"hw_lookup: addresses must lie in [0, 2**{self.geom.va_bits})")
         if self.mode == "on_demand" and n:
             spans = np.unique(a >> self._span_shift)
             for s in spans.tolist():
