@@ -16,6 +16,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +29,9 @@ from sweep.results import (CellWriter, flatten_config, mark_dead_runs, ok_cell_k
 from sweep.schema import ConfigError, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The runs row of a running sweep is refreshed at most this often (cell rows are
+# flushed on every completion regardless).
+RUN_ROW_INTERVAL_S = 1.0
 PACKAGES = ("pagesweep", "numpy", "numba", "ray", "pyarrow", "duckdb", "hydra-core", "omegaconf")
 
 
@@ -121,6 +125,7 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
     failed = []
     code = 130
     batches = _batches(cfg, to_run) if to_run else iter(())
+    last_run_write = time.monotonic()
     try:
         with _progress(len(to_run), cfg.sweep.progress and bool(to_run)) as bar:
             for batch in batches:
@@ -130,7 +135,9 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
                     record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
                     if row["status"] != "ok":
                         failed.append(row)
-                write_run(root, date, record)   # counts so far, for a run that dies
+                if time.monotonic() - last_run_write >= RUN_ROW_INTERVAL_S:
+                    write_run(root, date, record)   # counts so far, for a run that dies
+                    last_run_write = time.monotonic()
                 bar.update(len(rows))
         writer.compact()
         code = 1 if failed else 0

@@ -135,6 +135,7 @@ class CellWriter:
         self.dir = Path(root) / f"experiment={experiment}" / f"date={date}"
         self.run_id = run_id
         self.parts: list = []
+        self.tables: list = []       # what the parts hold, so compaction reads nothing back
         self.rows_written = 0
 
     def part_path(self, part: int) -> Path:
@@ -144,20 +145,22 @@ class CellWriter:
         if not rows:
             return
         path = self.part_path(len(self.parts) + 1)
-        write_atomic(cells_table(rows), path)
+        table = cells_table(rows)
+        write_atomic(table, path)
         self.parts.append(path)
+        self.tables.append(table)
         self.rows_written += len(rows)
 
     def compact(self) -> None:
         """Merge this run's parts into part 00000 (one file per run and date)."""
         if len(self.parts) < 2:
             return
-        tables = [pq.read_table(p) for p in self.parts]
-        merged = pa.concat_tables(tables, promote_options="permissive")
+        merged = pa.concat_tables(self.tables, promote_options="permissive")
         write_atomic(merged, self.part_path(COMPACT_PART))
         for p in self.parts:
             p.unlink()
         self.parts = [self.part_path(COMPACT_PART)]
+        self.tables = [merged]
 
 
 def cell_files(root: Path) -> list:
@@ -200,7 +203,8 @@ def write_run(root: Path, date: str, record: dict) -> None:
 
 
 def mark_dead_runs(root: Path, host: str) -> int:
-    """Rewrite ``running`` rows of this host whose driver pid is gone as ``killed``.
+    """Rewrite ``running`` rows of this host whose driver pid is gone as ``killed``,
+    with cells_ok/cells_failed recounted from the rows the run flushed.
 
     A driver killed with -9 cannot finish its runs row; the next run on the same host
     does it. Returns the number of rows rewritten.
@@ -218,6 +222,11 @@ def mark_dead_runs(root: Path, host: str) -> int:
         except PermissionError:
             continue
         rec["status"] = "killed"
+        statuses = []
+        for part in (Path(root) / f"experiment={rec['experiment']}").glob(f"date=*/{rec['run_id']}-*.parquet"):
+            statuses += pq.read_table(part, columns=["status"])["status"].to_pylist()
+        rec["cells_ok"] = statuses.count("ok")
+        rec["cells_failed"] = len(statuses) - rec["cells_ok"]
         write_atomic(pa.Table.from_pylist([rec], schema=pa.schema([pa.field(n_, t) for n_, t in RUN_COLUMNS])),
                      path)
         n += 1

@@ -39,8 +39,10 @@ def test_kill_9_driver_then_rerun(sweep_run, results):
 
     flushed = connect(results).sql("select count(*) from cells where status = 'ok'").fetchall()[0][0]
     assert 2 <= flushed < 18
-    assert connect(results).sql("select status, exit_status, cells_ok from runs").fetchall() == [
-        ("running", None, flushed)]
+    # the run row is refreshed at most once a second: it may lag the cell rows
+    (status, exit_status, cells_ok), = connect(results).sql(
+        "select status, exit_status, cells_ok from runs").fetchall()
+    assert (status, exit_status) == ("running", None) and cells_ok <= flushed
 
     code, out = sweep_run("+experiment=mthp_gap", "sweep.dry_run=true", cell="slow")
     assert out.splitlines()[0] == (f"plan mthp_gap: 18 cells total, {flushed} already done, "
