@@ -134,8 +134,7 @@ def folio_unmap_all(folio: Folio) -> None:
 def folio_remap(folio: Folio, old_pfn: int) -> None:
     """remove_migration_ptes(): after compaction moved folio from old_pfn, point its PTEs at the new frames."""
     for mm, addr, first, nr in folio.rmap:
-        look = mm.pgtable.lookup(np.array([addr], dtype=np.int64))
-        prot = int(look.prot[0])
+        _, prot, _ = mm.pgtable.pte_get(addr)
         mm.pgtable.clear_ptes(addr, nr)
         mm.pgtable.set_ptes(addr, folio.pfn + first, nr, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
 
@@ -143,8 +142,8 @@ def folio_remap(folio: Folio, old_pfn: int) -> None:
 # -- faults ---------------------------------------------------------------------------
 
 def _present(mm: Mm, addr: int) -> tuple[bool, int, int]:
-    look = mm.pgtable.lookup(np.array([addr], dtype=np.int64))
-    return bool(look.present[0]), int(look.pfn[0]), int(look.prot[0])
+    pfn, prot, _ = mm.pgtable.pte_get(addr)
+    return pfn >= 0, pfn, prot
 
 
 def handle_mm_fault(mm: Mm, addr: int, write: bool) -> int:
@@ -201,9 +200,7 @@ def _alloc_anon(mm: Mm, vma: Vma, addr: int) -> Folio | None:
 
 
 def _range_populated(mm: Mm, start: int, size: int) -> bool:
-    kps = mm.system.kernel_page_size
-    addrs = np.arange(start, start + size, kps, dtype=np.int64)
-    return bool(mm.pgtable.lookup(addrs).present.any())
+    return not mm.pgtable.range_none(start, size // mm.system.kernel_page_size)
 
 
 def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
@@ -395,8 +392,7 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
     nr = (end - start) // kps
     if nr <= 0:
         return
-    pfns = mm.pgtable.clear_ptes(start, nr)
-    pfns = pfns[pfns >= 0]
+    _, pfns = mm.pgtable.zap_ptes(start, nr)
     if pfns.size == 0:
         return
     heads = system.folio_heads(pfns)
@@ -424,12 +420,10 @@ def _zap_pmds(mm: Mm, lo: int, hi: int, pmd: int) -> None:
     """PMD-mapped THPs in [lo, hi): a whole one is unmapped; a partial one is split to PTEs first
     (__split_huge_pmd) so the PTE zap below handles it."""
     system = mm.system
-    a = lo & ~(pmd - 1)
-    while a < hi:
-        look = mm.pgtable.lookup(np.array([a], dtype=np.int64))
-        if look.present[0] and int(look.leaf_shift[0]) == system.kgeom.pmd_shift:
-            folio = system.pfn_folio(int(look.pfn[0]))
-            prot = int(look.prot[0])
+    for a in mm.pgtable.pmd_blocks_in(lo, hi):
+        bpfn, prot, shift = mm.pgtable.pte_get(a)
+        if bpfn >= 0:
+            folio = system.pfn_folio(bpfn)
             mm.pgtable.clear_pmd(a)
             if a >= lo and a + pmd <= hi:
                 _unmap_folio_range(mm, folio, a, a + pmd)
@@ -493,16 +487,13 @@ def change_protection(mm: Mm, start: int, end: int, prot: int) -> None:
 
 def _split_pmds_in(mm: Mm, lo: int, hi: int) -> None:
     pmd = mm.system.kgeom.pmd_size
-    a = lo & ~(pmd - 1)
-    while a < hi:
-        look = mm.pgtable.lookup(np.array([a], dtype=np.int64))
-        if look.present[0] and int(look.leaf_shift[0]) == mm.system.kgeom.pmd_shift and (a < lo or a + pmd > hi):
-            folio = mm.system.pfn_folio(int(look.pfn[0]))
-            prot = int(look.prot[0])
+    for a in mm.pgtable.pmd_blocks_in(lo, hi):
+        bpfn, prot, shift = mm.pgtable.pte_get(a)
+        if bpfn >= 0 and (a < lo or a + pmd > hi):
+            folio = mm.system.pfn_folio(bpfn)
             mm.pgtable.clear_pmd(a)
             mm.pgtable.set_ptes(a, folio.pfn, folio.nr_pages, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
             mm.system.stats.count("thp_split_pmd")
-        a += pmd
 
 
 def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:

@@ -689,6 +689,43 @@ class PageTable:
         self._index_cache = (self._gen, levels)
         return levels
 
+    def pte_get(self, addr: int) -> tuple[int, int, int]:
+        """(pfn, prot, leaf_shift) of the mapping of one address, pfn -1 when none: the
+        fault path's ptep_get()/pmd_leaf() check, with no arrays built."""
+        L, ps = self._L, self._ps
+        for i in range(L - 1):
+            g = addr >> self._shift[i]
+            blk = self._blocks[i].get(g)
+            if blk is not None:
+                return (blk[0] + ((addr & ((1 << self._shift[i]) - 1)) >> ps), blk[1],
+                        self._shift[i] + (contpte.ilog2(self.geom.cont_pmd) if blk[4] else 0))
+        slot = self._leaf.get(addr >> self._span[L - 1])
+        if slot is None:
+            return -1, 0, ps
+        e = (addr >> ps) & (self._E - 1)
+        pfn = int(self._pfn[slot, e])
+        if pfn < 0:
+            return -1, 0, ps
+        shift = ps + contpte.ilog2(self.geom.cont_pte) if self._cont[slot, e] else ps
+        return pfn, int(self._prot[slot, e]), shift
+
+    def pmd_blocks_in(self, addr: int, end: int) -> list[int]:
+        """Addresses of the PMD block mappings that overlap [addr, end), ascending."""
+        i = self._level_index(2)
+        return [g << self._shift[i] for g in sorted(self._blocks_in(i, addr, end))]
+
+    def range_none(self, addr: int, nr: int) -> bool:
+        """pte_range_none(): no PTE or block maps any of the nr pages from addr."""
+        end = addr + (nr << self._ps)
+        for i in range(self._L - 1):
+            if self._blocks[i] and self._blocks_in(i, addr, end):
+                return False
+        for t, e0, e1, _ in self._chunks(addr, nr):
+            slot = self._leaf.get(t)
+            if slot is not None and (self._pfn[slot, e0:e1] >= 0).any():
+                return False
+        return True
+
     def _walk_one(self, addr: int):
         """_walk() of a single address straight from the dicts (the fault path's look-up):
         the same result without building the walk index or any array gathers."""
