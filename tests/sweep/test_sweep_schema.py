@@ -128,3 +128,22 @@ def test_every_experiment_and_group_file_composes():
                     "arch/default", "arch/native_mirror", "arch/native_on_demand", "arch/no_contpte",
                     "memory/default", "memory/fragmented",
                     "abi/anon_fault", "abi/anon_vma", "abi/sigbus"]
+
+
+def test_tlb_and_workload_files_fit_the_schema():
+    """conf/tlb and conf/workload are written by their modules' owners against this
+    schema: each file composes and validates (a new key there needs a schema field)."""
+    from hydra import compose, initialize_config_dir
+
+    from sweep.schema import register_configs
+
+    register_configs(CONF_DIR)
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        for group in ("tlb", "workload"):
+            names = sorted(f.stem for f in (CONF_DIR / group).glob("*.yaml"))
+            composed = []
+            for name in names:
+                cfg = OmegaConf.to_container(compose("config", overrides=[f"{group}={name}"]), resolve=True)
+                validate_values(cfg)
+                composed.append((name, cfg[group]["name"] is not None))
+            assert composed == [(name, True) for name in names]
