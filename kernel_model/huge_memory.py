@@ -66,6 +66,19 @@ def anon_fault_orders(mm: Mm, vma: Vma, addr: int) -> tuple[list[int], bool]:
     return orders, True
 
 
+def anon_granule_order(mm: Mm, vma: Vma, addr: int) -> int:
+    """The smallest unit anonymous memory at addr is handled in: the process order, or
+    under folio.anon=mthp_only the configured mTHP order where it fits the VMA, so that the
+    zero page and copy-on-write copies keep "only mTHP" folios (a zero-page read followed
+    by a write would otherwise leave base pages behind)."""
+    if mm.system.policy.anon == "mthp_only" and not vma.flags & VM_NOHUGEPAGE:
+        kps = mm.system.kernel_page_size
+        for o in mthp_orders(mm):
+            if o > mm.order and order_suitable(vma, addr, o, kps):
+                return o
+    return mm.order
+
+
 def vma_hugepage_hint(vma: Vma) -> str:
     if vma.flags & VM_HUGEPAGE:
         return "hugepage"

@@ -211,10 +211,14 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     if vma.flags & VM_PAD_ANON:
         return _pad_fault(mm, vma, addr)
     if not write and not vma.flags & VM_SHARED and system.zero_folio is not None:
-        # The zero page for a whole process page: read-only, shared, never counted as anon.
-        start = _proc_page(mm, addr)
-        zf = system.zero_folio
-        _map_folio_range(mm, vma, start, zf, 0, mm.page_size // kps, writable=False)
+        # The zero page for a whole process page (or mthp_only granule): read-only, shared,
+        # never counted as anon.
+        size = kps << huge_memory.anon_granule_order(mm, vma, addr)
+        start = addr & ~(size - 1)
+        nr = size // kps
+        if size > mm.page_size and _range_populated(mm, start, size):
+            size, start, nr = mm.page_size, _proc_page(mm, addr), mm.page_size // kps
+        _map_folio_range(mm, vma, start, system.zero_folio, 0, nr, writable=False)
         system.stats.count("faults")
         system.stats.count("zero_page_faults")
         return 0
@@ -251,8 +255,16 @@ def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
     system = mm.system
     kps = system.kernel_page_size
     folio = system.pfn_folio(pfn)
-    start = _proc_page(mm, addr)
-    nr = mm.page_size // kps
+    order = mm.order
+    if vma.anon and folio is system.zero_folio:
+        order = huge_memory.anon_granule_order(mm, vma, addr)
+        start = addr & ~((kps << order) - 1)
+        pfns = mm.pgtable.read_ptes(start, 1 << order)[0]
+        zf = system.zero_folio
+        if order > mm.order and not ((pfns >= zf.pfn) & (pfns < zf.pfn + zf.nr_pages)).all():
+            order = mm.order  # the granule is not wholly the zero page: copy one process page
+    start = addr & ~((kps << order) - 1)
+    nr = 1 << order
     system.stats.count("faults")
     if folio is not None and folio.anon and folio is not system.zero_folio and not folio.padding \
             and all(e[0] is mm for e in folio.rmap) and not vma.flags & VM_SHARED:
@@ -262,9 +274,9 @@ def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
         system.stats.count("cow_reuse")
         return 0
     # wp_page_copy(): a new folio of the process order replaces this process page.
-    new = system.anon_folio_alloc(mm.order)
+    new = system.anon_folio_alloc(order)
     if new is None:
-        raise OutOfMemory(f"no folio for a copy-on-write fault at {addr:#x}")
+        raise OutOfMemory(f"no order-{order} folio for a copy-on-write fault at {addr:#x}")
     _unmap_page_range(mm, start, start + nr * kps)
     _map_folio_range(mm, vma, start, new, 0, nr, writable=True)
     system.stats.count("cow_copies")
@@ -570,7 +582,8 @@ def dup_mm(parent: Mm, child: Mm) -> None:
         if present.size == 0:
             continue
         heads = system.folio_heads(look.pfn[present])
-        brk = np.flatnonzero((np.diff(present) != 1) | (np.diff(heads) != 0)) + 1
+        pfns = look.pfn[present]
+        brk = np.flatnonzero((np.diff(present) != 1) | (np.diff(heads) != 0) | (np.diff(pfns) != 1)) + 1
         for run in np.split(np.arange(present.size), brk):
             i0 = int(present[run[0]])
             folio = system.folios[int(heads[run[0]])]
