@@ -218,7 +218,9 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
         nr = size // kps
         if size > mm.page_size and _range_populated(mm, start, size):
             size, start, nr = mm.page_size, _proc_page(mm, addr), mm.page_size // kps
-        _map_folio_range(mm, vma, start, system.zero_folio, 0, nr, writable=False)
+        zf = system.zero_folio
+        for off in range(0, nr, zf.nr_pages):  # the zero folio repeats over a larger granule
+            _map_folio_range(mm, vma, start + off * kps, zf, 0, min(zf.nr_pages, nr - off), writable=False)
         system.stats.count("faults")
         system.stats.count("zero_page_faults")
         return 0
