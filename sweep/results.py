@@ -202,9 +202,29 @@ def write_run(root: Path, date: str, record: dict) -> None:
     write_atomic(table, Path(root) / "runs" / f"date={date}" / f"{record['run_id']}.parquet")
 
 
+def compact_parts(date_dir: Path, run_id: str):
+    """Merge the parts a dead run left in one date directory into part 00000.
+
+    Returns the run's rows there as one table, or None when it left none.
+    """
+    parts = sorted(date_dir.glob(f"{run_id}-*.parquet"))
+    if not parts:
+        return None
+    tables = [pq.read_table(p) for p in parts]
+    merged = pa.concat_tables(tables, promote_options="permissive")
+    if len(parts) > 1:
+        target = date_dir / f"{run_id}-{COMPACT_PART:05d}.parquet"
+        write_atomic(merged, target)
+        for p in parts:
+            if p != target:
+                p.unlink()
+    return merged
+
+
 def mark_dead_runs(root: Path, host: str) -> int:
     """Rewrite ``running`` rows of this host whose driver pid is gone as ``killed``,
-    with cells_ok/cells_failed recounted from the rows the run flushed.
+    with cells_ok/cells_failed recounted from the rows the run flushed, and compact
+    the parts it left.
 
     A driver killed with -9 cannot finish its runs row; the next run on the same host
     does it. Returns the number of rows rewritten.
@@ -223,8 +243,10 @@ def mark_dead_runs(root: Path, host: str) -> int:
             continue
         rec["status"] = "killed"
         statuses = []
-        for part in (Path(root) / f"experiment={rec['experiment']}").glob(f"date=*/{rec['run_id']}-*.parquet"):
-            statuses += pq.read_table(part, columns=["status"])["status"].to_pylist()
+        for date_dir in (Path(root) / f"experiment={rec['experiment']}").glob("date=*"):
+            table = compact_parts(date_dir, rec["run_id"])
+            if table is not None:
+                statuses += table["status"].to_pylist()
         rec["cells_ok"] = statuses.count("ok")
         rec["cells_failed"] = len(statuses) - rec["cells_ok"]
         write_atomic(pa.Table.from_pylist([rec], schema=pa.schema([pa.field(n_, t) for n_, t in RUN_COLUMNS])),

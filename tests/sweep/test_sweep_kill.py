@@ -53,6 +53,9 @@ def test_kill_9_driver_then_rerun(sweep_run, results):
     finally:
         del os.environ["SWEEP_TEST_SLEEP"]
     assert code == 0
+    # the killed run's parts were compacted by the rerun: one file per run
+    names = sorted(p.name.split("-")[-1] for p in part_dir.glob("date=*/*.parquet"))
+    assert names == ["00000.parquet", "00000.parquet"]
     assert connect(results).sql("select status, count(*), count(distinct cell_key) from cells "
                                 "group by all").fetchall() == [("ok", 18, 18)]
     assert connect(results).sql("select status, cells_done_before, cells_ok from runs "
