@@ -11,7 +11,7 @@ order to allocate"); mTHP orders above it stay opportunistic.
 
 from __future__ import annotations
 
-from .mm_types import VM_HUGEPAGE, VM_NOHUGEPAGE, Mm, Vma
+from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, Mm, Vma
 from .units import ilog2
 
 
@@ -48,6 +48,11 @@ def anon_fault_orders(mm: Mm, vma: Vma, addr: int) -> tuple[list[int], bool]:
     policy = mm.system.policy
     kps = mm.system.kernel_page_size
     base = mm.order
+    if vma.flags & VM_SHARED:
+        # MAP_SHARED|MAP_ANONYMOUS is shmem (mm/shmem.c shmem_zero_setup()); its large folios
+        # follow shmem_enabled / hugepages-*/shmem_enabled, "never" by default
+        # (shmem_allowable_huge_orders() -> 0), not the anonymous THP knobs: the process order.
+        return [base], True
     orders: list[int] = []
     thp_allowed = not (vma.flags & VM_NOHUGEPAGE)
     # mm/huge_memory.c: the PMD order is tried first by do_huge_pmd_anonymous_page()
@@ -71,7 +76,7 @@ def anon_granule_order(mm: Mm, vma: Vma, addr: int) -> int:
     under folio.anon=mthp_only the configured mTHP order where it fits the VMA, so that the
     zero page and copy-on-write copies keep "only mTHP" folios (a zero-page read followed
     by a write would otherwise leave base pages behind)."""
-    if mm.system.policy.anon == "mthp_only" and not vma.flags & VM_NOHUGEPAGE:
+    if mm.system.policy.anon == "mthp_only" and not vma.flags & (VM_NOHUGEPAGE | VM_SHARED):
         kps = mm.system.kernel_page_size
         for o in mthp_orders(mm):
             if o > mm.order and order_suitable(vma, addr, o, kps):
@@ -85,3 +90,102 @@ def vma_hugepage_hint(vma: Vma) -> str:
     if vma.flags & VM_NOHUGEPAGE:
         return "nohugepage"
     return "default"
+
+
+# -- PMD-mapped THPs (mm/huge_memory.c) --------------------------------------------------
+# A PMD block maps one whole folio of the PMD order; its rmap entry is (mm, addr, 0, nr).
+# Operations that cover a block whole keep it a block; one that covers part of it splits
+# the PMD into a PTE table of the same pages first (__split_huge_pmd(); the folio itself
+# stays whole until fully unmapped, as on the deferred split queue).
+
+
+def pmd_blocks(mm: Mm, lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """(addr, pfn, prot) of the PMD blocks overlapping [lo, hi), ascending."""
+    pt = mm.pgtable
+    return [(a,) + pt.pte_get(a)[:2] for a in pt.pmd_blocks_in(lo, hi)]
+
+
+def split_huge_pmds(mm: Mm, lo: int, hi: int, *, whole: bool = False) -> None:
+    """__split_huge_pmd() on every block straddling lo or hi (every block in [lo, hi) with
+    whole=True); vma_adjust_trans_huge() does this at the edges of a changed range."""
+    size = mm.system.kgeom.pmd_size
+    pt = mm.pgtable
+    for a in pt.pmd_blocks_in(lo, hi):
+        if whole or a < lo or a + size > hi:
+            pt.split_pmd(a)
+            mm.system.stats.count("thp_split_pmd")
+
+
+def _set_block_prot(mm: Mm, addr: int, pfn: int, prot: int) -> None:
+    """pmdp_invalidate() + set_pmd_at() with a new protection."""
+    folio = mm.system.pfn_folio(pfn)
+    mm.pgtable.clear_pmd(addr)
+    mm.pgtable.set_pmd(addr, pfn, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+
+
+def folio_exclusive(mm: Mm, folio) -> bool:
+    """Whether folio is an anonymous folio mapped by mm alone (the model of
+    PageAnonExclusive / folio_mm_id() == mm's id in wp_can_reuse_anon_folio())."""
+    return (folio is not None and folio.anon and folio is not mm.system.zero_folio
+            and all(e[0] is mm for e in folio.rmap))
+
+
+def change_huge_pmds(mm: Mm, vma: Vma, lo: int, hi: int, prot: int) -> None:
+    """mm/huge_memory.c change_huge_pmd() for the blocks wholly inside [lo, hi) (the caller
+    split the others). A private mapping gets write permission only on a folio it maps
+    alone (can_change_pmd_writable(): PageAnonExclusive)."""
+    size = mm.system.kgeom.pmd_size
+    for a, pfn, _ in pmd_blocks(mm, lo, hi):
+        if a >= lo and a + size <= hi:
+            p = prot
+            if p & PROT_WRITE and not vma.flags & VM_SHARED and not folio_exclusive(mm, mm.system.pfn_folio(pfn)):
+                p &= ~PROT_WRITE
+            _set_block_prot(mm, a, pfn, p)
+
+
+def copy_huge_pmd(parent: Mm, child: Mm, addr: int, pfn: int, prot: int) -> None:
+    """mm/huge_memory.c copy_huge_pmd(): the child maps the same anonymous THP; both PMDs
+    are write-protected (pmdp_set_wrprotect + pmd_wrprotect) so a write copies or reuses."""
+    folio = parent.system.pfn_folio(pfn)
+    ro = prot & ~PROT_WRITE
+    _set_block_prot(parent, addr, pfn, ro)
+    child.pgtable.set_pmd(addr, pfn, ro, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+    folio.rmap.append((child, addr, 0, folio.nr_pages))
+    folio.mapcount += folio.nr_pages
+
+
+def do_huge_pmd_wp_page(mm: Mm, vma: Vma, addr: int) -> bool:
+    """mm/huge_memory.c do_huge_pmd_wp_page() for the block holding addr: a folio this mm
+    maps alone is reused (the PMD made writable, True); otherwise the PMD is split and the
+    caller copies at PTE level (VM_FAULT_FALLBACK -> do_wp_page(), False)."""
+    size = mm.system.kgeom.pmd_size
+    a = addr & ~(size - 1)
+    pfn, prot, _ = mm.pgtable.pte_get(a)
+    folio = mm.system.pfn_folio(pfn)
+    if vma.flags & VM_SHARED or folio_exclusive(mm, folio):
+        _set_block_prot(mm, a, pfn, vma.flags & (PROT_READ | PROT_WRITE | PROT_EXEC))
+        mm.system.stats.count("thp_pmd_reuse")
+        return True
+    mm.pgtable.split_pmd(a)
+    mm.system.stats.count("thp_split_pmd")
+    return False
+
+
+def move_huge_pmds(mm: Mm, old_start: int, new_start: int, length: int) -> list[tuple[int, int]]:
+    """mm/mremap.c move_page_tables() -> move_pgt_entry(HPAGE_PMD): a block wholly inside
+    the old range moves as a block when its new place is PMD-aligned too; the others are
+    split. Returns the (old, new) block addresses moved (the caller fixes the rmap)."""
+    size = mm.system.kgeom.pmd_size
+    old_end = old_start + length
+    delta = new_start - old_start
+    moved = []
+    for a, pfn, prot in pmd_blocks(mm, old_start, old_end):
+        if a >= old_start and a + size <= old_end and not delta & (size - 1):
+            folio = mm.system.pfn_folio(pfn)
+            mm.pgtable.clear_pmd(a)
+            mm.pgtable.set_pmd(a + delta, pfn, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+            moved.append((a, a + delta))
+        else:
+            mm.pgtable.split_pmd(a)
+            mm.system.stats.count("thp_split_pmd")
+    return moved

@@ -90,10 +90,27 @@ def _map_folio_range(mm: Mm, vma: Vma, addr: int, folio: Folio, first: int, nr: 
     mm.pgtable.set_ptes(addr, folio.pfn + first, nr, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
     if folio is mm.system.zero_folio:
         return  # the zero page is not rmapped (vm_normal_page() returns NULL for it)
+    _rmap_add(vma, folio, mm, addr, first, nr)
+
+
+def _rmap_add(vma: Vma, folio: Folio, mm: Mm, addr: int, first: int, nr: int) -> None:
     folio.rmap.append((mm, addr, first, nr))
     folio.mapcount += nr
     if vma.flags & VM_LOCKED:
-        folio.mlock_count += 1
+        # mm/mlock.c mlock_new_folio()/mlock_vma_folio(): mapped into a VM_LOCKED VMA
+        folio_mlock_recount(folio)
+
+
+def folio_mlock_recount(folio: Folio) -> None:
+    """folio->mlock_count as the number of VM_LOCKED VMAs mapping the folio (mm/mlock.c
+    counts one mlock_folio() per locked VMA mapping and one munlock_folio() per locked
+    unmap or munlock; recounting from the rmap keeps it exact through splits and merges)."""
+    locked = set()
+    for emm, addr, _, nr in folio.rmap:
+        for v in emm.vmas.find_intersection(addr, addr + nr * emm.system.kernel_page_size):
+            if v.flags & VM_LOCKED:
+                locked.add(id(v))
+    folio.mlock_count = len(locked)
 
 
 def _unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
@@ -114,7 +131,29 @@ def _unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
         dropped += (hi - lo) // kps
     folio.rmap = kept
     folio.mapcount -= dropped
+    if dropped and folio.mlock_count:
+        folio_mlock_recount(folio)  # mm/rmap.c folio_remove_rmap_ptes() -> munlock_vma_folio()
     return dropped
+
+
+def _rmap_move(mm: Mm, folio: Folio, start: int, end: int, delta: int) -> None:
+    """mremap: the rmap entries of mm inside [start, end) move by delta (an entry straddling
+    an edge is split there first)."""
+    kps = mm.system.kernel_page_size
+    out = []
+    for entry in folio.rmap:
+        emm, addr, first, nr = entry
+        eend = addr + nr * kps
+        if emm is not mm or eend <= start or addr >= end:
+            out.append(entry)
+            continue
+        lo, hi = max(addr, start), min(eend, end)
+        if lo > addr:
+            out.append((emm, addr, first, (lo - addr) // kps))
+        out.append((emm, lo + delta, first + (lo - addr) // kps, (hi - lo) // kps))
+        if hi < eend:
+            out.append((emm, hi, first + (hi - addr) // kps, (eend - hi) // kps))
+    folio.rmap = out
 
 
 def folio_put_if_unused(system, folio: Folio) -> None:
@@ -124,19 +163,31 @@ def folio_put_if_unused(system, folio: Folio) -> None:
 
 
 def folio_unmap_all(folio: Folio) -> None:
-    """try_to_unmap(): remove every mapping of folio from every mm."""
+    """try_to_unmap(): remove every mapping of folio from every mm (a PMD mapping is split
+    first, as try_to_unmap_one() does with TTU_SPLIT_HUGE_PMD)."""
     for mm, addr, first, nr in list(folio.rmap):
         kps = mm.system.kernel_page_size
+        huge_memory.split_huge_pmds(mm, addr, addr + nr * kps, whole=True)
         mm.pgtable.clear_ptes(addr, nr)
         _unmap_folio_range(mm, folio, addr, addr + nr * kps)
 
 
 def folio_remap(folio: Folio, old_pfn: int) -> None:
-    """remove_migration_ptes(): after compaction moved folio from old_pfn, point its PTEs at the new frames."""
+    """remove_migration_ptes(): after compaction moved folio from old_pfn, point its
+    mappings (PTEs with their own protections, or the PMD) at the new frames."""
     for mm, addr, first, nr in folio.rmap:
-        _, prot, _ = mm.pgtable.pte_get(addr)
-        mm.pgtable.clear_ptes(addr, nr)
-        mm.pgtable.set_ptes(addr, folio.pfn + first, nr, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+        pt = mm.pgtable
+        if first == 0 and nr == folio.nr_pages and pt.pmd_blocks_in(addr, addr + 1) == [addr]:
+            _, prot, _ = pt.pte_get(addr)
+            pt.clear_pmd(addr)
+            pt.set_pmd(addr, folio.pfn, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+            continue
+        _, prots, _ = pt.read_ptes(addr, nr)
+        pt.clear_ptes(addr, nr)
+        brk = np.flatnonzero(np.diff(prots)) + 1
+        for i0, i1 in zip(np.r_[0, brk].tolist(), np.r_[brk, nr].tolist()):
+            pt.set_ptes(addr + i0 * mm.system.kernel_page_size, folio.pfn + first + i0, i1 - i0,
+                        int(prots[i0]), folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
 
 
 # -- faults ---------------------------------------------------------------------------
@@ -228,9 +279,9 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     size = folio.size(kps)
     start = addr & ~(size - 1)
     if folio.order == huge_memory.pmd_order(mm) and folio.order > mm.order:
-        mm.pgtable.set_pmd(start, folio.pfn, vma_prot(vma))
-        folio.rmap.append((mm, start, 0, folio.nr_pages))
-        folio.mapcount += folio.nr_pages
+        # mm/huge_memory.c do_huge_pmd_anonymous_page() -> map_anon_folio_pmd()
+        mm.pgtable.set_pmd(start, folio.pfn, vma_prot(vma), folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+        _rmap_add(vma, folio, mm, start, 0, folio.nr_pages)
         system.stats.count("thp_pmd_faults")
     else:
         _map_folio_range(mm, vma, start, folio, 0, folio.nr_pages, writable=True)
@@ -253,33 +304,49 @@ def _pad_fault(mm: Mm, vma: Vma, addr: int) -> int:
 
 
 def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
-    """mm/memory.c do_wp_page(): reuse an exclusive anonymous folio, else copy a process page."""
+    """mm/memory.c do_wp_page(): a write to a present read-only page of a writable VMA.
+
+    The unit is the process page around addr, clipped to the VMA (a kernel page in the
+    anon_vma overhang VMA). A PMD block goes to do_huge_pmd_wp_page() first. A shared
+    mapping is made writable in place (wp_page_shared(): never copied). A private folio
+    this mm maps alone is reused (wp_can_reuse_anon_folio(); since 6.15 large folios too,
+    __wp_can_reuse_large_anon_folio(), one fault's range at a time). Otherwise
+    wp_page_copy() puts a new folio of the process order (the mthp_only granule over the
+    zero page) in place of the process page.
+    """
     system = mm.system
     kps = system.kernel_page_size
-    folio = system.pfn_folio(pfn)
-    order = mm.order
-    if vma.anon and folio is system.zero_folio:
-        order = huge_memory.anon_granule_order(mm, vma, addr)
-        start = addr & ~((kps << order) - 1)
-        pfns = mm.pgtable.read_ptes(start, 1 << order)[0]
-        zf = system.zero_folio
-        if order > mm.order and not ((pfns >= zf.pfn) & (pfns < zf.pfn + zf.nr_pages)).all():
-            order = mm.order  # the granule is not wholly the zero page: copy one process page
-    start = addr & ~((kps << order) - 1)
-    nr = 1 << order
     system.stats.count("faults")
-    if folio is not None and folio.anon and folio is not system.zero_folio and not folio.padding \
-            and all(e[0] is mm for e in folio.rmap) and not vma.flags & VM_SHARED:
-        # wp_can_reuse_anon_folio(): exclusive to this mm -> make the whole folio writable here.
-        for emm, eaddr, first, enr in folio.rmap:
-            mm.pgtable.modify_prot(eaddr, enr, vma_prot(vma))
+    if mm.pgtable.pmd_blocks_in(addr, addr + 1):
+        if huge_memory.do_huge_pmd_wp_page(mm, vma, addr):
+            return 0
+    folio = system.pfn_folio(pfn)
+    order = 0 if vma.flags & VM_PAD_ANON else mm.order
+    if vma.anon and folio is not None and not vma.flags & VM_PAD_ANON:
+        order = huge_memory.anon_granule_order(mm, vma, addr)
+        if order > mm.order:
+            heads = mm.pgtable.read_ptes(addr & ~((kps << order) - 1), 1 << order)[2]
+            if not (heads == folio.pfn).all():
+                order = mm.order  # the granule is not wholly this folio (or the zero page)
+    size = kps << order
+    start = max(addr & ~(size - 1), vma.start)
+    end = min((addr & ~(size - 1)) + size, vma.end)
+    nr = (end - start) // kps
+    if vma.flags & VM_SHARED:
+        mm.pgtable.modify_prot(start, nr, vma_prot(vma))
+        system.stats.count("wp_shared")
+        return 0
+    if huge_memory.folio_exclusive(mm, folio):
+        for _, eaddr, _, enr in folio.rmap:
+            lo, hi = max(eaddr, start), min(eaddr + enr * kps, end)
+            if lo < hi:
+                mm.pgtable.modify_prot(lo, (hi - lo) // kps, vma_prot(vma))
         system.stats.count("cow_reuse")
         return 0
-    # wp_page_copy(): a new folio of the process order replaces this process page.
-    new = system.anon_folio_alloc(order)
+    new = system.anon_folio_alloc(order, padding=bool(vma.flags & VM_PAD_ANON))
     if new is None:
         raise OutOfMemory(f"no order-{order} folio for a copy-on-write fault at {addr:#x}")
-    _unmap_page_range(mm, start, start + nr * kps)
+    _unmap_page_range(mm, start, end)
     _map_folio_range(mm, vma, start, new, 0, nr, writable=True)
     system.stats.count("cow_copies")
     return 0
@@ -400,7 +467,8 @@ def populate(mm: Mm, start: int, end: int, write: bool) -> int:
 
 
 def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
-    """Clear the PTEs of [start, end) and drop the folios' mappings (zap_pte_range)."""
+    """zap_pte_range(): clear the PTEs of [start, end) (no PMD block inside) and drop the
+    folios' mappings; an anonymous folio nobody maps any more is freed."""
     system = mm.system
     kps = system.kernel_page_size
     nr = (end - start) // kps
@@ -410,53 +478,52 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
     if pfns.size == 0:
         return
     heads = system.folio_heads(pfns)
-    for head in np.unique(heads[heads >= 0]):
-        folio = system.folios.get(int(head))
+    for head in np.unique(heads[heads >= 0]).tolist():
+        folio = system.folios.get(head)
         if folio is None or folio is system.zero_folio:
             continue
         _unmap_folio_range(mm, folio, start, end)
-        if folio.mlock_count and not any(e[0] is mm for e in folio.rmap):
-            folio.mlock_count -= 1  # munlock on unmap of the last mapping in a VM_LOCKED vma
         folio_put_if_unused(system, folio)
 
 
+def _pte_spans(mm: Mm, lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi) less the PMD blocks inside it (the caller split the straddling ones)."""
+    spans, cur = [], lo
+    size = mm.system.kgeom.pmd_size
+    for a in mm.pgtable.pmd_blocks_in(lo, hi):
+        if a > cur:
+            spans.append((cur, a))
+        cur = a + size
+    if cur < hi:
+        spans.append((cur, hi))
+    return spans
+
+
 def zap_range(mm: Mm, start: int, end: int) -> None:
-    """zap_page_range_single(): unmap [start, end) of every VMA it overlaps (munmap, MADV_DONTNEED)."""
+    """zap_page_range_single() over every VMA [start, end) overlaps (munmap, MADV_DONTNEED):
+    a PMD block inside is unmapped whole (zap_huge_pmd()); one straddling an edge is split
+    first (__split_huge_pmd()), its folio kept until its last page is unmapped."""
     system = mm.system
-    pmd = system.kgeom.pmd_size
     for vma in mm.vmas.find_intersection(start, end):
         lo, hi = max(start, vma.start), min(end, vma.end)
-        _zap_pmds(mm, lo, hi, pmd)
-        _unmap_page_range(mm, lo, hi)
-
-
-def _zap_pmds(mm: Mm, lo: int, hi: int, pmd: int) -> None:
-    """PMD-mapped THPs in [lo, hi): a whole one is unmapped; a partial one is split to PTEs first
-    (__split_huge_pmd) so the PTE zap below handles it."""
-    system = mm.system
-    for a in mm.pgtable.pmd_blocks_in(lo, hi):
-        bpfn, prot, shift = mm.pgtable.pte_get(a)
-        if bpfn >= 0:
-            folio = system.pfn_folio(bpfn)
+        huge_memory.split_huge_pmds(mm, lo, hi)
+        for a, pfn, _ in huge_memory.pmd_blocks(mm, lo, hi):
+            folio = system.pfn_folio(pfn)
             mm.pgtable.clear_pmd(a)
-            if a >= lo and a + pmd <= hi:
-                _unmap_folio_range(mm, folio, a, a + pmd)
-                folio_put_if_unused(system, folio)
-            else:
-                mm.pgtable.set_ptes(a, folio.pfn, folio.nr_pages, prot, folio_pfn=folio.pfn,
-                                    folio_nr=folio.nr_pages)
-                system.stats.count("thp_split_pmd")
-        a += pmd
+            _unmap_folio_range(mm, folio, a, a + system.kgeom.pmd_size)
+            folio_put_if_unused(system, folio)
+        for s0, s1 in _pte_spans(mm, lo, hi):
+            _unmap_page_range(mm, s0, s1)
 
 
 def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
     """The distinct folios mapped in [start, end) of mm, in address order (the zero page excluded)."""
     kps = mm.system.kernel_page_size
-    addrs = np.arange(start & ~(kps - 1), end, kps, dtype=np.int64)
-    look = mm.pgtable.lookup(addrs)
-    heads = mm.system.folio_heads(look.pfn[look.present])
+    lo = start & ~(kps - 1)
+    heads = mm.pgtable.read_ptes(lo, -(-(end - lo) // kps))[2]
+    heads = heads[heads >= 0]
     _, first = np.unique(heads, return_index=True)
-    folios = [mm.system.folios.get(int(h)) for h in heads[np.sort(first)] if h >= 0]
+    folios = [mm.system.folios.get(h) for h in heads[np.sort(first)].tolist()]
     return [f for f in folios if f is not None and f is not mm.system.zero_folio]
 
 
@@ -472,75 +539,89 @@ def pin_user_pages(mm: Mm, start: int, end: int) -> int:
 
 
 def mlock_range(mm: Mm, start: int, end: int) -> None:
-    """mm/mlock.c mlock_vma_pages_range(): mark the mapped folios of [start, end) mlocked."""
+    """mm/mlock.c mlock_vma_pages_range(): the VMAs of [start, end) are VM_LOCKED now:
+    recount the mapped folios' mlock_count."""
     for folio in _folios_in(mm, start, end):
-        folio.mlock_count += 1
+        folio_mlock_recount(folio)
 
 
 def munlock_range(mm: Mm, start: int, end: int) -> None:
-    """mm/mlock.c munlock_folio() for every folio mapped in [start, end)."""
+    """mm/mlock.c munlock_folio() for every folio mapped in [start, end) (VM_LOCKED cleared)."""
     for folio in _folios_in(mm, start, end):
-        if folio.mlock_count:
-            folio.mlock_count -= 1
+        folio_mlock_recount(folio)
 
 
 def change_protection(mm: Mm, start: int, end: int, prot: int) -> None:
     """mm/mprotect.c change_protection(): rewrite the protection of present PTEs in [start, end).
 
-    Write permission is granted only on shared mappings; private ones keep PTEs read-only
-    and take a write fault (do_wp_page reuses an exclusive folio), which is what
-    can_change_pte_writable() declines for COW-shared or zero-page PTEs.
+    Shared mappings get prot as is. A private mapping gets write permission only on pages
+    of anonymous folios it maps alone (change_pte_range() with MM_CP_TRY_CHANGE_WRITABLE:
+    can_change_pte_writable() wants PageAnonExclusive); COW-shared, zero-page and file pages
+    stay read-only and take a write fault. PMD blocks: change_huge_pmd().
     """
     kps = mm.system.kernel_page_size
     for vma in mm.vmas.find_intersection(start, end):
         lo, hi = max(start, vma.start), min(end, vma.end)
-        p = prot if vma.flags & VM_SHARED else prot & ~PROT_WRITE
-        _split_pmds_in(mm, lo, hi)
-        mm.pgtable.modify_prot(lo, (hi - lo) // kps, p)
+        huge_memory.split_huge_pmds(mm, lo, hi)
+        huge_memory.change_huge_pmds(mm, vma, lo, hi, prot)
+        for s0, s1 in _pte_spans(mm, lo, hi):
+            if vma.flags & VM_SHARED or not prot & PROT_WRITE:
+                mm.pgtable.modify_prot(s0, (s1 - s0) // kps, prot)
+                continue
+            heads = mm.pgtable.read_ptes(s0, (s1 - s0) // kps)[2]
+            ok = np.zeros(heads.size, np.bool_)
+            for h in np.unique(heads[heads >= 0]).tolist():
+                if huge_memory.folio_exclusive(mm, mm.system.folios.get(h)):
+                    ok |= heads == h
+            brk = np.flatnonzero(np.diff(ok)) + 1
+            for i0, i1 in zip(np.r_[0, brk].tolist(), np.r_[brk, ok.size].tolist()):
+                p = prot if ok[i0] else prot & ~PROT_WRITE
+                mm.pgtable.modify_prot(s0 + i0 * kps, i1 - i0, p)
 
 
-def _split_pmds_in(mm: Mm, lo: int, hi: int) -> None:
-    pmd = mm.system.kgeom.pmd_size
-    for a in mm.pgtable.pmd_blocks_in(lo, hi):
-        bpfn, prot, shift = mm.pgtable.pte_get(a)
-        if bpfn >= 0 and (a < lo or a + pmd > hi):
-            folio = mm.system.pfn_folio(bpfn)
-            mm.pgtable.clear_pmd(a)
-            mm.pgtable.set_ptes(a, folio.pfn, folio.nr_pages, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
-            mm.system.stats.count("thp_split_pmd")
+def _runs(idx: np.ndarray, pfn: np.ndarray, heads: np.ndarray, prot: np.ndarray | None = None):
+    """Split present pages (indices idx, ascending) into runs of consecutive pages of one
+    folio with consecutive pfns (and one prot): (first position, length) per run."""
+    cut = (np.diff(idx) != 1) | (np.diff(pfn) != 1) | (np.diff(heads) != 0)
+    if prot is not None:
+        cut |= np.diff(prot) != 0
+    brk = np.flatnonzero(cut) + 1
+    return zip(np.r_[0, brk].tolist(), np.diff(np.r_[0, brk, idx.size]).tolist())
 
 
 def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
-    """mm/mremap.c move_page_tables(): carry the present PTEs of [old_start, +length) to new_start."""
+    """mm/mremap.c move_page_tables(): carry the mappings of [old_start, +length) to new_start.
+
+    PMD blocks move whole where both places are PMD-aligned (move_pgt_entry(HPAGE_PMD)),
+    else they are split; PTEs move run by run (one set_ptes() per folio run and prot)."""
     system = mm.system
     kps = system.kernel_page_size
-    _split_pmds_in(mm, old_start, old_start + length)
-    nr = length // kps
-    addrs = old_start + np.arange(nr, dtype=np.int64) * kps
-    look = mm.pgtable.lookup(addrs)
-    mm.pgtable.clear_ptes(old_start, nr)
-    present = np.flatnonzero(look.present)
-    if present.size == 0:
-        return
-    heads = system.folio_heads(look.pfn[present])
-    moved: dict[int, Folio] = {}
-    for h in np.unique(heads):
-        folio = system.folios[int(h)]
-        moved[int(h)] = folio
-        for i, (emm, addr, first, enr) in enumerate(folio.rmap):
-            if emm is mm and old_start <= addr < old_start + length:
-                folio.rmap[i] = (emm, addr - old_start + new_start, first, enr)
-    # Re-install run by run: consecutive pages of one folio with one prot become one set_ptes().
-    idx = present
-    pfn = look.pfn[idx]
-    prot = look.prot[idx]
-    brk = np.flatnonzero((np.diff(idx) != 1) | (np.diff(pfn) != 1) | (np.diff(prot) != 0)
-                         | (np.diff(heads) != 0)) + 1
-    for run in np.split(np.arange(idx.size), brk):
-        i0 = idx[run[0]]
-        folio = moved[int(heads[run[0]])]
-        mm.pgtable.set_ptes(new_start + int(i0) * kps, int(pfn[run[0]]), run.size, int(prot[run[0]]),
-                            folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+    delta = new_start - old_start
+    old_end = old_start + length
+    huge_memory.split_huge_pmds(mm, old_start, old_end)
+    blocks = huge_memory.move_huge_pmds(mm, old_start, new_start, length)
+    moved = {}
+    for old, _ in blocks:
+        folio = system.pfn_folio(mm.pgtable.pte_get(old + delta)[0])
+        moved[folio.pfn] = folio
+    spans = []
+    for s0, s1 in _pte_spans(mm, old_start, old_end):
+        nr = (s1 - s0) // kps
+        pfn, prot, heads = mm.pgtable.read_ptes(s0, nr)
+        idx = np.flatnonzero(pfn >= 0)
+        mm.pgtable.clear_ptes(s0, nr)
+        if idx.size:
+            spans.append((s0, idx, pfn[idx], prot[idx], heads[idx]))
+        for h in np.unique(heads[idx]).tolist():
+            moved.setdefault(h, system.folios[h])
+    for folio in moved.values():
+        if folio is not system.zero_folio:
+            _rmap_move(mm, folio, old_start, old_end, delta)
+    for s0, idx, pfn, prot, heads in spans:
+        for i, n in _runs(idx, pfn, heads, prot):
+            folio = moved[int(heads[i])]
+            mm.pgtable.set_ptes(s0 + delta + int(idx[i]) * kps, int(pfn[i]), n, int(prot[i]),
+                                folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
 
 
 def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
@@ -555,9 +636,9 @@ def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
 
 def dup_mm(parent: Mm, child: Mm) -> None:
     """kernel/fork.c dup_mmap() + mm/memory.c copy_page_range(): the child gets the VMAs;
-    private anonymous folios are shared copy-on-write (both sides write-protected); file
-    pages are not copied (the child faults them in), as copy_page_range() skips VMAs
-    without anon_vma."""
+    private anonymous folios are shared copy-on-write (copy_present_ptes(): both sides
+    write-protected; copy_huge_pmd() for PMD blocks); file pages are not copied (the
+    child faults them in), as copy_page_range() skips VMAs without anon_vma."""
     from .abi_common import VM_WIPEONFORK
     from .mm_types import VM_DONTCOPY, VM_LOCKONFAULT
     from .userfaultfd import dup_userfaultfd
@@ -568,33 +649,32 @@ def dup_mm(parent: Mm, child: Mm) -> None:
     for vma in parent.vmas.vmas:
         if vma.flags & VM_DONTCOPY:
             continue
-        child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~(VM_LOCKED | VM_LOCKONFAULT), file=vma.file,
-                           pgoff=vma.pgoff, name=vma.name))
+        cvma = child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~(VM_LOCKED | VM_LOCKONFAULT),
+                                  file=vma.file, pgoff=vma.pgoff, name=vma.name))
         if vma.flags & VM_WIPEONFORK:
             continue  # kernel/fork.c dup_mmap(): the child's copy starts empty
         if vma.flags & VM_SHARED:
             if vma.file is None:
-                _share_anon_range(parent, child, vma)
+                _share_anon_range(parent, child, cvma)
             continue
-        _split_pmds_in(parent, vma.start, vma.end)
-        nr = vma.length // kps
-        addrs = vma.start + np.arange(nr, dtype=np.int64) * kps
-        look = parent.pgtable.lookup(addrs)
-        present = np.flatnonzero(look.present)
-        if present.size == 0:
-            continue
-        heads = system.folio_heads(look.pfn[present])
-        pfns = look.pfn[present]
-        brk = np.flatnonzero((np.diff(present) != 1) | (np.diff(heads) != 0) | (np.diff(pfns) != 1)) + 1
-        for run in np.split(np.arange(present.size), brk):
-            i0 = int(present[run[0]])
-            folio = system.folios[int(heads[run[0]])]
-            if not folio.anon:
-                continue
-            addr = vma.start + i0 * kps
-            first = int(look.pfn[present[run[0]]]) - folio.pfn
-            parent.pgtable.modify_prot(addr, run.size, vma_prot(vma) & ~PROT_WRITE)
-            _map_folio_range(child, vma, addr, folio, first, run.size, writable=False)
+        huge_memory.split_huge_pmds(parent, vma.start, vma.end)
+        for a, pfn, prot in huge_memory.pmd_blocks(parent, vma.start, vma.end):
+            huge_memory.copy_huge_pmd(parent, child, a, pfn, prot)
             if vma.flags & VM_WRITE:
-                system.stats.count("cow_shared_pages", run.size)
+                system.stats.count("cow_shared_pages", 1 << huge_memory.pmd_order(parent))
+        for s0, s1 in _pte_spans(parent, vma.start, vma.end):
+            pfn, _, heads = parent.pgtable.read_ptes(s0, (s1 - s0) // kps)
+            idx = np.flatnonzero(pfn >= 0)
+            if idx.size == 0:
+                continue
+            pfn, heads = pfn[idx], heads[idx]
+            for i, n in _runs(idx, pfn, heads):
+                folio = system.folios[int(heads[i])]
+                if not folio.anon:
+                    continue
+                addr = s0 + int(idx[i]) * kps
+                parent.pgtable.modify_prot(addr, n, vma_prot(vma) & ~PROT_WRITE)
+                _map_folio_range(child, cvma, addr, folio, int(pfn[i]) - folio.pfn, n, writable=False)
+                if vma.flags & VM_WRITE:
+                    system.stats.count("cow_shared_pages", n)
     dup_userfaultfd(parent, child)
