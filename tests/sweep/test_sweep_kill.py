@@ -1,10 +1,12 @@
-"""kill -9 of the driver mid-sweep: flushed rows survive, no Ray process is left, a rerun
-computes only what had not finished and leaves exactly one ok row per cell."""
+"""kill -9 of the driver mid-sweep: flushed rows survive, a rerun computes only what had
+not finished and leaves exactly one ok row per cell; the reaper kills what a dead
+driver's local Ray leaves behind."""
 
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 from sweep.query import connect
@@ -12,30 +14,31 @@ from sweep.reaper import _stat, descendants
 from tests.conftest import REPO
 
 
-def test_kill_9_driver_then_rerun(sweep_run, results):
-    env = dict(os.environ, SWEEP_TEST_SLEEP="1.0")
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_driver_then_rerun(ray_session, sweep_run, results):
+    """The driver joins the session's Ray (Ray starts once per test session)."""
+    address = ray_session.get_runtime_context().gcs_address
+    env = dict(os.environ, SWEEP_TEST_SLEEP="0.5")
     driver = subprocess.Popen(
         [sys.executable, "-m", "sweep", "+experiment=mthp_gap", "cell_fn=tests.sweep.cells:slow",
-         "executor=ray", "ray.num_cpus=2", f"results.dir={results}", "sweep.progress=false"],
+         "executor=ray", f"ray.address={address}", f"results.dir={results}", "sweep.progress=false"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part_dir = results / "experiment=mthp_gap"
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:
-        parts = list(part_dir.glob("date=*/*.parquet"))
-        if len(parts) >= 2:
-            break
+    try:
+        wait_for(lambda: len(list(part_dir.glob("date=*/*.parquet"))) >= 2 or driver.poll() is not None,
+                 120, "two flushed parts")
         assert driver.poll() is None, "the driver ended before it was killed"
-        time.sleep(0.2)
-    ray_procs = descendants(driver.pid)
-    assert ray_procs, "the driver started no Ray processes"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    deadline = time.monotonic() + 15
-    alive = ray_procs
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.25)
-        alive = {pid: start for pid, start in ray_procs.items() if (_stat(pid) or (0, None))[1] == start}
-    assert alive == {}
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
 
     flushed = connect(results).sql("select count(*) from cells where status = 'ok'").fetchall()[0][0]
     assert 2 <= flushed < 18
@@ -61,3 +64,52 @@ def test_kill_9_driver_then_rerun(sweep_run, results):
     assert connect(results).sql("select status, cells_done_before, cells_ok from runs "
                                 "order by started_at").fetchall() == [
         ("killed", 0, flushed), ("finished", flushed, 18 - flushed)]
+
+
+# A driver that, like ray.init(), starts a server child which starts an agent
+# grandchild; the agent survives its parent's death, as ray::DashboardAgent does.
+FAKE_DRIVER = textwrap.dedent("""
+    import subprocess, sys, time
+    from sweep.reaper import Reaper
+    agent = "import time; time.sleep(120)"
+    server = ("import subprocess, sys, time; "
+              f"subprocess.Popen([sys.executable, '-c', {agent!r}]); time.sleep(120)")
+    with Reaper():
+        subprocess.Popen([sys.executable, "-c", server])
+        print("up", flush=True)
+        time.sleep(120)
+""")
+
+
+def test_reaper_kills_what_a_killed_driver_left():
+    driver = subprocess.Popen([sys.executable, "-c", FAKE_DRIVER], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert driver.stdout.readline() == "up\n"
+        wait_for(lambda: len(descendants(driver.pid)) == 3, 30, "reaper, server and agent")
+        time.sleep(1.0)                          # two reaper polls see the whole tree
+        tree = descendants(driver.pid)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    # the reaper ends once it has killed the server and the agent
+    wait_for(lambda: all((_stat(pid) or (0, None))[1] != start for pid, start in tree.items()),
+             15, "the driver's processes to go")
+
+
+def test_reaper_leaves_a_clean_driver_alone():
+    # the driver leaves its Reaper block (a clean shutdown) when told on stdin
+    clean = FAKE_DRIVER.replace("    time.sleep(120)\n", "    sys.stdin.readline()\n")
+    driver = subprocess.Popen([sys.executable, "-c", clean], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert driver.stdout.readline() == "up\n"
+    wait_for(lambda: len(descendants(driver.pid)) == 3, 30, "reaper, server and agent")
+    tree = descendants(driver.pid)
+    driver.stdin.write("done\n")
+    driver.stdin.close()
+    assert driver.wait(timeout=30) == 0
+    time.sleep(1.0)
+    alive = [pid for pid, start in tree.items() if (_stat(pid) or (0, None))[1] == start]
+    assert len(alive) == 2                       # server and agent: not the reaper's to kill
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)

@@ -8,7 +8,7 @@ from sweep.nightly import main
 def run_biased(sweep_run, bias):
     os.environ["SWEEP_TEST_BIAS"] = str(bias)
     try:
-        return sweep_run("+experiment=tiny", "sweep.force=true", cell="biased")
+        return sweep_run("+experiment=tiny", "kernel=4k", "sweep.force=true", cell="biased")
     finally:
         del os.environ["SWEEP_TEST_BIAS"]
 
@@ -25,11 +25,11 @@ def test_unchanged_then_regressed(sweep_run, results, capsys):
     assert main(["--experiment", "tiny", "--results", str(results), "--metrics", "l2_tlb_misses"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "nightly tiny: 0 regression(s) beyond 5.0%"
-    assert [line.split()[-1] for line in out[2:-2]] == ["within"] * 5
+    assert [line.split()[-1] for line in out[2:-2]] == ["within"] * 2
     run_biased(sweep_run, 1.2)        # +17.6% against the previous run
     assert main(["--experiment", "tiny", "--results", str(results), "--metrics", "l2_tlb_misses"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "nightly tiny: 5 regression(s) beyond 5.0%"
+    assert out[-1] == "nightly tiny: 2 regression(s) beyond 5.0%"
     assert out[2].split()[-4:] == ["1020", "1200", "+17.65%", "REGRESSION"]
     # a looser threshold lets it pass; an improvement is never a regression
     assert main(["--experiment", "tiny", "--results", str(results), "--threshold", "0.2"]) == 0

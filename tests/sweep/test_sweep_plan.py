@@ -114,10 +114,11 @@ sweep:
 
 
 def test_cell_key_covers_config_and_model_version_only(conf_dir):
-    a = plan_for(conf_dir, "+experiment=tiny")
-    b = plan_for(conf_dir, "+experiment=tiny", "results.dir=/elsewhere", "executor=serial",
+    a = plan_for(conf_dir, "+experiment=tiny", "kernel=4k")
+    b = plan_for(conf_dir, "+experiment=tiny", "kernel=4k", "results.dir=/elsewhere", "executor=serial",
                  "sweep.max_retries=0")
-    c = plan_for(conf_dir, "+experiment=tiny", model_version="m2")
+    c = plan_for(conf_dir, "+experiment=tiny", "kernel=4k", model_version="m2")
+    assert len(a.cells) == 2
     assert [x.cell_key for x in a.cells] == [x.cell_key for x in b.cells]
     assert [x.config_key for x in a.cells] == [x.config_key for x in c.cells]
     assert not {x.cell_key for x in a.cells} & {x.cell_key for x in c.cells}
@@ -129,7 +130,7 @@ def test_cell_key_covers_config_and_model_version_only(conf_dir):
 
 
 @pytest.mark.parametrize("name,cells,skipped,excluded", [
-    ("page_size_tradeoff", 30, 5, 10),
+    ("page_size_tradeoff workload=random", 6, 1, 2),     # one workload of five: 30, 5, 10
     ("pagecache_policy", 120, 0, 60),
     ("native_pgtable", 28, 0, 8),
     ("eof_overhang", 9, 0, 0),
@@ -143,5 +144,6 @@ def test_other_experiments_expand(conf_dir, name, cells, skipped, excluded):
         if not (wl / f"{w}.yaml").exists():
             kind = "elf_tree" if w == "elf_tree" else "synthetic"
             (wl / f"{w}.yaml").write_text(f"name: {w}\nkind: {kind}\npath: /usr/bin\n")
-    plan = plan_for(conf_dir, f"+experiment={name}")
+    experiment, *pins = name.split()
+    plan = plan_for(conf_dir, f"+experiment={experiment}", *pins)
     assert (len(plan.cells), len(plan.skipped), plan.excluded) == (cells, skipped, excluded)

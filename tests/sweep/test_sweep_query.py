@@ -13,9 +13,22 @@ GRID_SQL = ("select kernel_page_size, process_page_size, folio_anon, count(*) fr
             "group by all order by all")
 
 
-@pytest.fixture
-def done(sweep_run, results):
-    assert sweep_run("+experiment=tiny")[0] == 0
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """One tiny serial sweep, shared by the read-only tests of this module."""
+    import io
+    import shutil
+
+    from sweep.app import CONF_DIR, run
+    from tests.sweep.conftest import TINY
+
+    tmp = tmp_path_factory.mktemp("query")
+    conf = tmp / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "experiment" / "tiny.yaml").write_text(TINY)
+    results = tmp / "results"
+    assert run(["+experiment=tiny", "executor=serial", "cell_fn=tests.sweep.cells:trivial",
+                f"results.dir={results}", "sweep.progress=false"], config_dir=conf, out=io.StringIO()) == 0
     return results
 
 
