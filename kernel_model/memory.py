@@ -18,6 +18,11 @@ import numpy as np
 from . import huge_memory
 from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_PAD_ANON, VM_READ,
                        VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, Mm, Vma)
+# the rmap lives in rmap.py; these names stay importable from here (README contract)
+from .rmap import (folio_mlock_recount, folio_put_if_unused, folio_remap, folio_unmap_all,  # noqa: F401
+                   map_folio_range, rmap_add, rmap_move, unmap_folio_range)
+
+_map_folio_range = map_folio_range  # the name userfaultfd.py imports
 
 # include/linux/mm_types.h: enum vm_fault_reason
 VM_FAULT_OOM = 0x000001
@@ -36,11 +41,6 @@ class OutOfMemory(MemoryError):
 
 def vma_prot(vma: Vma) -> int:
     return vma.flags & (PROT_READ | PROT_WRITE | PROT_EXEC)
-
-
-def _pte_prot(vma: Vma, writable: bool) -> int:
-    prot = vma_prot(vma)
-    return prot if writable else prot & ~PROT_WRITE
 
 
 # -- mm lifetime ------------------------------------------------------------------
@@ -80,114 +80,6 @@ def exit_mmap(mm: Mm) -> None:
     mm.pgtable.free_empty_tables()
     if mm.native is not None:
         mm.native.free_empty_tables()
-
-
-# -- folio <-> mm bookkeeping (the rmap) -----------------------------------------------
-
-def _map_folio_range(mm: Mm, vma: Vma, addr: int, folio: Folio, first: int, nr: int, writable: bool) -> None:
-    """Map kernel pages [first, first+nr) of folio at addr: set_ptes() + folio_add_*_rmap_ptes()."""
-    prot = _pte_prot(vma, writable)
-    mm.pgtable.set_ptes(addr, folio.pfn + first, nr, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
-    if folio is mm.system.zero_folio:
-        return  # the zero page is not rmapped (vm_normal_page() returns NULL for it)
-    _rmap_add(vma, folio, mm, addr, first, nr)
-
-
-def _rmap_add(vma: Vma, folio: Folio, mm: Mm, addr: int, first: int, nr: int) -> None:
-    folio.rmap.append((mm, addr, first, nr))
-    folio.mapcount += nr
-    if vma.flags & VM_LOCKED:
-        # mm/mlock.c mlock_new_folio()/mlock_vma_folio(): mapped into a VM_LOCKED VMA
-        folio_mlock_recount(folio)
-
-
-def folio_mlock_recount(folio: Folio) -> None:
-    """folio->mlock_count as the number of VM_LOCKED VMAs mapping the folio (mm/mlock.c
-    counts one mlock_folio() per locked VMA mapping and one munlock_folio() per locked
-    unmap or munlock; recounting from the rmap keeps it exact through splits and merges)."""
-    locked = set()
-    for emm, addr, _, nr in folio.rmap:
-        for v in emm.vmas.find_intersection(addr, addr + nr * emm.system.kernel_page_size):
-            if v.flags & VM_LOCKED:
-                locked.add(id(v))
-    folio.mlock_count = len(locked)
-
-
-def _unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
-    """Drop folio's rmap entries of mm inside [start, end); returns the pages unmapped."""
-    kps = mm.system.kernel_page_size
-    kept, dropped = [], 0
-    for entry in folio.rmap:
-        emm, addr, first, nr = entry
-        eend = addr + nr * kps
-        if emm is not mm or eend <= start or addr >= end:
-            kept.append(entry)
-            continue
-        lo, hi = max(addr, start), min(eend, end)
-        if lo > addr:
-            kept.append((emm, addr, first, (lo - addr) // kps))
-        if hi < eend:
-            kept.append((emm, hi, first + (hi - addr) // kps, (eend - hi) // kps))
-        dropped += (hi - lo) // kps
-    folio.rmap = kept
-    folio.mapcount -= dropped
-    if dropped and folio.mlock_count:
-        folio_mlock_recount(folio)  # mm/rmap.c folio_remove_rmap_ptes() -> munlock_vma_folio()
-    return dropped
-
-
-def _rmap_move(mm: Mm, folio: Folio, start: int, end: int, delta: int) -> None:
-    """mremap: the rmap entries of mm inside [start, end) move by delta (an entry straddling
-    an edge is split there first)."""
-    kps = mm.system.kernel_page_size
-    out = []
-    for entry in folio.rmap:
-        emm, addr, first, nr = entry
-        eend = addr + nr * kps
-        if emm is not mm or eend <= start or addr >= end:
-            out.append(entry)
-            continue
-        lo, hi = max(addr, start), min(eend, end)
-        if lo > addr:
-            out.append((emm, addr, first, (lo - addr) // kps))
-        out.append((emm, lo + delta, first + (lo - addr) // kps, (hi - lo) // kps))
-        if hi < eend:
-            out.append((emm, hi, first + (hi - addr) // kps, (eend - hi) // kps))
-    folio.rmap = out
-
-
-def folio_put_if_unused(system, folio: Folio) -> None:
-    """Free an anonymous folio nobody maps or pins any more (folio_put() reaching zero)."""
-    if folio.anon and folio.mapcount == 0 and folio.pincount == 0 and folio.pfn in system.folios:
-        system.anon_folio_free(folio)
-
-
-def folio_unmap_all(folio: Folio) -> None:
-    """try_to_unmap(): remove every mapping of folio from every mm (a PMD mapping is split
-    first, as try_to_unmap_one() does with TTU_SPLIT_HUGE_PMD)."""
-    for mm, addr, first, nr in list(folio.rmap):
-        kps = mm.system.kernel_page_size
-        huge_memory.split_huge_pmds(mm, addr, addr + nr * kps, whole=True)
-        mm.pgtable.clear_ptes(addr, nr)
-        _unmap_folio_range(mm, folio, addr, addr + nr * kps)
-
-
-def folio_remap(folio: Folio, old_pfn: int) -> None:
-    """remove_migration_ptes(): after compaction moved folio from old_pfn, point its
-    mappings (PTEs with their own protections, or the PMD) at the new frames."""
-    for mm, addr, first, nr in folio.rmap:
-        pt = mm.pgtable
-        if first == 0 and nr == folio.nr_pages and pt.pmd_blocks_in(addr, addr + 1) == [addr]:
-            _, prot, _ = pt.pte_get(addr)
-            pt.clear_pmd(addr)
-            pt.set_pmd(addr, folio.pfn, prot, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
-            continue
-        _, prots, _ = pt.read_ptes(addr, nr)
-        pt.clear_ptes(addr, nr)
-        brk = np.flatnonzero(np.diff(prots)) + 1
-        for i0, i1 in zip(np.r_[0, brk].tolist(), np.r_[brk, nr].tolist()):
-            pt.set_ptes(addr + i0 * mm.system.kernel_page_size, folio.pfn + first + i0, i1 - i0,
-                        int(prots[i0]), folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
 
 
 # -- faults ---------------------------------------------------------------------------
@@ -271,7 +163,7 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
             size, start, nr = mm.page_size, _proc_page(mm, addr), mm.page_size // kps
         zf = system.zero_folio
         for off in range(0, nr, zf.nr_pages):  # the zero folio repeats over a larger granule
-            _map_folio_range(mm, vma, start + off * kps, zf, 0, min(zf.nr_pages, nr - off), writable=False)
+            map_folio_range(mm, vma, start + off * kps, zf, 0, min(zf.nr_pages, nr - off), writable=False)
         system.stats.count("faults")
         system.stats.count("zero_page_faults")
         return 0
@@ -281,10 +173,10 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     if folio.order == huge_memory.pmd_order(mm) and folio.order > mm.order:
         # mm/huge_memory.c do_huge_pmd_anonymous_page() -> map_anon_folio_pmd()
         mm.pgtable.set_pmd(start, folio.pfn, vma_prot(vma), folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
-        _rmap_add(vma, folio, mm, start, 0, folio.nr_pages)
+        rmap_add(vma, folio, mm, start, 0, folio.nr_pages)
         system.stats.count("thp_pmd_faults")
     else:
-        _map_folio_range(mm, vma, start, folio, 0, folio.nr_pages, writable=True)
+        map_folio_range(mm, vma, start, folio, 0, folio.nr_pages, writable=True)
     system.stats.count("faults")
     return 0
 
@@ -298,7 +190,7 @@ def _pad_fault(mm: Mm, vma: Vma, addr: int) -> int:
     folio = system.anon_folio_alloc(0, padding=True)
     if folio is None:
         raise OutOfMemory(f"no page for the EOF padding VMA at {addr:#x}")
-    _map_folio_range(mm, vma, start, folio, 0, 1, writable=True)
+    map_folio_range(mm, vma, start, folio, 0, 1, writable=True)
     system.stats.count("faults")
     return 0
 
@@ -347,7 +239,7 @@ def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
     if new is None:
         raise OutOfMemory(f"no order-{order} folio for a copy-on-write fault at {addr:#x}")
     _unmap_page_range(mm, start, end)
-    _map_folio_range(mm, vma, start, new, 0, nr, writable=True)
+    map_folio_range(mm, vma, start, new, 0, nr, writable=True)
     system.stats.count("cow_copies")
     return 0
 
@@ -406,7 +298,7 @@ def _map_file_folio(mm: Mm, vma: Vma, folio: Folio, idx: int, nr: int, writable:
     if hi <= lo:
         return
     addr = vma.start + (lo - vma.pgoff) * kps
-    _map_folio_range(mm, vma, addr, folio, lo - folio.index, hi - lo, writable)
+    map_folio_range(mm, vma, addr, folio, lo - folio.index, hi - lo, writable)
 
 
 def _fill_overhang(mm: Mm, vma: Vma, addr: int, nr: int) -> None:
@@ -416,7 +308,7 @@ def _fill_overhang(mm: Mm, vma: Vma, addr: int, nr: int) -> None:
         folio = system.anon_folio_alloc(0, padding=True)
         if folio is None:
             raise OutOfMemory(f"no page for EOF padding at {addr:#x}")
-        _map_folio_range(mm, vma, addr + i * system.kernel_page_size, folio, 0, 1, writable=True)
+        map_folio_range(mm, vma, addr + i * system.kernel_page_size, folio, 0, 1, writable=True)
 
 
 def _do_cow_fault(mm: Mm, vma: Vma, start: int, nr: int, idx: int, in_file: int) -> int:
@@ -432,7 +324,7 @@ def _do_cow_fault(mm: Mm, vma: Vma, start: int, nr: int, idx: int, in_file: int)
     if folio is None:
         raise OutOfMemory(f"no folio for a private file write fault at {start:#x}")
     _unmap_page_range(mm, start, start + nr * system.kernel_page_size)
-    _map_folio_range(mm, vma, start, folio, 0, nr, writable=True)
+    map_folio_range(mm, vma, start, folio, 0, nr, writable=True)
     system.stats.count("faults")
     system.stats.count("cow_copies")
     return 0
@@ -482,7 +374,7 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
         folio = system.folios.get(head)
         if folio is None or folio is system.zero_folio:
             continue
-        _unmap_folio_range(mm, folio, start, end)
+        unmap_folio_range(mm, folio, start, end)
         folio_put_if_unused(system, folio)
 
 
@@ -510,7 +402,7 @@ def zap_range(mm: Mm, start: int, end: int) -> None:
         for a, pfn, _ in huge_memory.pmd_blocks(mm, lo, hi):
             folio = system.pfn_folio(pfn)
             mm.pgtable.clear_pmd(a)
-            _unmap_folio_range(mm, folio, a, a + system.kgeom.pmd_size)
+            unmap_folio_range(mm, folio, a, a + system.kgeom.pmd_size)
             folio_put_if_unused(system, folio)
         for s0, s1 in _pte_spans(mm, lo, hi):
             _unmap_page_range(mm, s0, s1)
@@ -616,7 +508,7 @@ def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
             moved.setdefault(h, system.folios[h])
     for folio in moved.values():
         if folio is not system.zero_folio:
-            _rmap_move(mm, folio, old_start, old_end, delta)
+            rmap_move(mm, folio, old_start, old_end, delta)
     for s0, idx, pfn, prot, heads in spans:
         for i, n in _runs(idx, pfn, heads, prot):
             folio = moved[int(heads[i])]
@@ -630,7 +522,7 @@ def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
     for folio in _folios_in(parent, vma.start, vma.end):
         for emm, addr, first, nr in list(folio.rmap):
             if emm is parent and vma.start <= addr < vma.end:
-                _map_folio_range(child, vma, addr, folio, first, nr, writable=True)
+                map_folio_range(child, vma, addr, folio, first, nr, writable=True)
     system.stats.count("fork_shared_anon_vmas")
 
 
@@ -674,7 +566,7 @@ def dup_mm(parent: Mm, child: Mm) -> None:
                     continue
                 addr = s0 + int(idx[i]) * kps
                 parent.pgtable.modify_prot(addr, n, vma_prot(vma) & ~PROT_WRITE)
-                _map_folio_range(child, cvma, addr, folio, int(pfn[i]) - folio.pfn, n, writable=False)
+                map_folio_range(child, cvma, addr, folio, int(pfn[i]) - folio.pfn, n, writable=False)
                 if vma.flags & VM_WRITE:
                     system.stats.count("cow_shared_pages", n)
     dup_userfaultfd(parent, child)
