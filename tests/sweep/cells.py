@@ -34,16 +34,6 @@ def slow(cfg):
     return trivial(cfg)
 
 
-def spin(cfg):
-    """CPU-bound: about SWEEP_TEST_SPIN_S seconds of pure-Python arithmetic."""
-    deadline = time.perf_counter() + float(os.environ.get("SWEEP_TEST_SPIN_S", "0.5"))
-    x = 0
-    while time.perf_counter() < deadline:
-        for i in range(10000):
-            x += i * i
-    return {"spin": x % 7}
-
-
 def sample_row(cell_key: str, **metrics) -> dict:
     """A cell row as sweep.app builds it, for writer-level tests."""
     import datetime as dt

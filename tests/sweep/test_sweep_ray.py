@@ -59,3 +59,52 @@ def test_ray_worker_that_always_dies_fails_its_cell_only(ray_session, sweep_run,
                    (65536, "failed", 2)]
     err = connect(results).sql("select error from cells where status = 'failed'").fetchall()[0][0]
     assert err.startswith(("WorkerCrashedError", "RayTaskError", "OutOfMemoryError"))
+
+
+def test_ray_session_starts_and_stops_only_its_own_ray(monkeypatch):
+    """Without a running Ray: a local one with no dashboard, all cores by default,
+    PYTHONPATH restored, a reaper for kill -9, and shutdown at the end. With one
+    running (the test session's, a notebook's): used as is and left running."""
+    import os
+
+    import ray
+
+    import sweep.execute as execute
+
+    calls = []
+
+    class FakeReaper:
+        def __enter__(self):
+            calls.append("reaper start")
+            return self
+
+        def __exit__(self, *exc):
+            calls.append("reaper exit")
+
+    def fake_init(**kwargs):
+        calls.append(("init", kwargs, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]))
+
+    monkeypatch.setattr(execute, "Reaper", FakeReaper)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    monkeypatch.setenv("PYTHONPATH", "/x")
+    with execute.RaySession(None, None):
+        calls.append("body")
+    assert calls == ["reaper start",
+                     ("init", dict(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                                   logging_level="ERROR"), os.getcwd()),
+                     "body", "shutdown", "reaper exit"]
+    assert os.environ["PYTHONPATH"] == "/x"
+
+    calls.clear()
+    with execute.RaySession("auto", 3):
+        calls.append("body")
+    assert calls == [("init", dict(address="auto", include_dashboard=False, log_to_driver=False,
+                                   logging_level="ERROR"), "/x"), "body", "shutdown"]
+
+    calls.clear()
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    with execute.RaySession(None, 2):
+        calls.append("body")
+    assert calls == ["body"]
