@@ -146,3 +146,10 @@ def test_cli_writes_only_results_in_the_working_directory(tmp_path):
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["experiment=default", "runs"]
+
+
+def test_single_run_with_process_below_kernel_is_an_error(sweep_run, results, capsys):
+    assert sweep_run("kernel=64k", "process.page_size=16K") == (2, "")
+    assert capsys.readouterr().err.splitlines() == [
+        "error: process.page_size: 16K is smaller than kernel.page_size 64K; it must be >= the kernel's"]
+    assert not results.exists()
