@@ -8,7 +8,8 @@
    divided by the number of cells. Target: < 50 ms per cell.
 2. Scaling: a CPU-bound cell (--spin-s seconds of pure Python each) on a local Ray
    with 1 and then 2 CPUs; speedup = t(1) / t(2), efficiency = speedup / 2.
-   Target: >= 90 %. Needs 2 idle cores: other load on the machine lowers it.
+   Target: >= 90 %. Needs 2 idle cores: other load on the machine lowers it, so the
+   workers' busy fraction (cell seconds / (workers x wall)) is printed too.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def execute_seconds(results: Path) -> tuple:
     return (finished - started).total_seconds(), cells
 
 
+def cell_seconds(results: Path) -> float:
+    from sweep.query import connect
+
+    return connect(results).sql("select sum(duration_s) from cells").fetchall()[0][0]
+
+
 def sweep(results: Path, executor: str, cell: str, nr_cells: int) -> tuple:
     from sweep.app import run
 
@@ -103,17 +110,21 @@ def main() -> int:
                   f"({exec_s:.2f} s), {wall:.2f} s wall incl. plan; ray.init {init_s:.1f} s")
         finally:
             ray.shutdown()
-        times = {}
+        times, busy = {}, {}
         for cpus in (1, 2):
             ray_start(cpus)
             try:
                 sweep(tmp / f"warm{cpus}", "ray", "trivial", cpus)
                 _, times[cpus], _ = sweep(tmp / f"spin{cpus}", "ray", "spin", args.spin_cells)
+                busy[cpus] = cell_seconds(tmp / f"spin{cpus}") / (cpus * times[cpus])
             finally:
                 ray.shutdown()
         speedup = times[1] / times[2]
         print(f"scaling spin x{args.spin_cells} ({args.spin_s:.2f} s each): 1 worker {times[1]:.2f} s, "
               f"2 workers {times[2]:.2f} s; speedup {speedup:.2f}, efficiency {speedup / 2:.0%}")
+        # Busy fraction: the cells' own seconds over workers x wall. It shows whether the
+        # engine keeps every worker fed, independent of other load slowing the cells.
+        print(f"        workers busy: {busy[1]:.0%} with 1, {busy[2]:.0%} with 2")
         print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     return 0
 
