@@ -51,6 +51,7 @@ def engine_figures(out: str) -> list[dict]:
     ray = re.search(r"^ray\s+trivial x(\d+):\s+([\d.]+) ms/cell.*ray\.init ([\d.]+) s", out, re.M)
     spin = re.search(r"^scaling spin x(\d+) \(([\d.]+) s each\): 1 worker ([\d.]+) s, 2 workers ([\d.]+) s; "
                      r"speedup ([\d.]+), efficiency (\d+)%", out, re.M)
+    busy = re.search(r"workers busy: (\d+)% with 1, (\d+)% with 2", out)
     if not (serial and ray and spin):
         raise ValueError("bench_engine.py printed none of the serial / ray / scaling lines expected")
     s_ms, r_ms = float(serial[2]), float(ray[2])
@@ -65,7 +66,8 @@ def engine_figures(out: str) -> list[dict]:
         dict(figure=f"engine 1 -> 2 workers, {spin[1]} cells of {spin[2]} s CPU",
              target=f">= {ENGINE_EFFICIENCY:.0%}", measured=f"{speedup / 2:.0%} efficiency",
              baseline=f"1 worker {t1:.2f} s", ratio=speedup, ok=speedup / 2 >= ENGINE_EFFICIENCY,
-             note=f"ratio = speedup; 2 workers {t2:.2f} s; needs 2 idle cores"),
+             note=f"ratio = speedup; 2 workers {t2:.2f} s; needs 2 idle cores"
+                  + (f"; workers busy {busy[1]}% with 1, {busy[2]}% with 2 (cell s / workers x wall)" if busy else "")),
     ]
 
 
