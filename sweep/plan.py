@@ -221,7 +221,8 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
     composed: dict = {(): base_cfg}
     for point in itertools.product(*[a.points for a in axes]):
         pairs = tuple((k, v) for axis, vals in zip(axes, point) for k, v in zip(axis.keys, vals))
-        group_ovs = tuple(f"{k}={v}" for k, v in pairs if is_group(k))
+        # Choosing a group's current option changes nothing: no composition for it.
+        group_ovs = tuple(f"{k}={v}" for k, v in pairs if is_group(k) and context.get(k) != v)
         value_ovs = [(k, v) for k, v in pairs if not is_group(k)]
         if group_ovs not in composed:
             try:

@@ -8,14 +8,15 @@ import pytest
 
 from sweep.app import CONF_DIR, run
 
-# A small grid over the keys mthp_gap sweeps, with each grammar feature once.
+# A small grid over the page sizes mthp_gap sweeps. Value axes only: one Hydra
+# composition per run (test_sweep_plan covers config-group axes).
 TINY = """\
 # @package _global_
 workload:
   accesses: 1000
 sweep:
   grid:
-    kernel: 4k,16k,64k
+    kernel.page_size: 4K,16K,64K
     process.page_size: kernel,16K
 """
 

@@ -8,7 +8,7 @@ from sweep.nightly import main
 def run_biased(sweep_run, bias):
     os.environ["SWEEP_TEST_BIAS"] = str(bias)
     try:
-        return sweep_run("+experiment=tiny", "kernel=4k", "sweep.force=true", cell="biased")
+        return sweep_run("+experiment=tiny", "kernel.page_size=4K", "sweep.force=true", cell="biased")
     finally:
         del os.environ["SWEEP_TEST_BIAS"]
 

@@ -114,10 +114,10 @@ sweep:
 
 
 def test_cell_key_covers_config_and_model_version_only(conf_dir):
-    a = plan_for(conf_dir, "+experiment=tiny", "kernel=4k")
-    b = plan_for(conf_dir, "+experiment=tiny", "kernel=4k", "results.dir=/elsewhere", "executor=serial",
-                 "sweep.max_retries=0")
-    c = plan_for(conf_dir, "+experiment=tiny", "kernel=4k", model_version="m2")
+    a = plan_for(conf_dir, "+experiment=tiny", "kernel.page_size=4K")
+    b = plan_for(conf_dir, "+experiment=tiny", "kernel.page_size=4K", "results.dir=/elsewhere",
+                 "executor=serial", "sweep.max_retries=0")
+    c = plan_for(conf_dir, "+experiment=tiny", "kernel.page_size=4K", model_version="m2")
     assert len(a.cells) == 2
     assert [x.cell_key for x in a.cells] == [x.cell_key for x in b.cells]
     assert [x.config_key for x in a.cells] == [x.config_key for x in c.cells]

@@ -30,7 +30,7 @@ def test_ray_rows_equal_serial_rows(ray_session, both, results):
 def test_ray_failed_cell_row_and_exit_1(ray_session, sweep_run, results):
     code, out = sweep_run("+experiment=tiny", "sweep.app_retries=1", executor="ray", cell="fail_on_64k")
     assert code == 1
-    assert "FAILED kernel=64k process.page_size=kernel: ValueError: no 64K model here" in out
+    assert "FAILED kernel.page_size=64K process.page_size=kernel: ValueError: no 64K model here" in out
     assert connect(results).sql(
         "select kernel_page_size, status, attempts, split_part(error, chr(10), 1) from cells "
         "order by kernel_page_size, process_page_size").fetchall() == [
@@ -42,7 +42,7 @@ def test_ray_worker_death_is_retried(ray_session, sweep_run, results, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
     # every cell's first worker dies; Ray's max_retries re-runs it on a new worker
-    code, _ = sweep_run("+experiment=tiny", "kernel=4k", "sweep.max_retries=1", f"workload.path={markers}",
+    code, _ = sweep_run("+experiment=tiny", "kernel.page_size=4K", "sweep.max_retries=1", f"workload.path={markers}",
                         executor="ray", cell="die_once")
     assert code == 0
     assert connect(results).sql("select process_page_size, status from cells order by all").fetchall() == [

@@ -22,7 +22,7 @@ def test_tiny_grid_rows_and_metrics(sweep_run, results):
     assert code == 0
     assert out.splitlines()[:2] == [
         "plan tiny: 5 cells total, 0 already done, 5 to run, 1 skipped",
-        "  skipped kernel=64k process.page_size=16K: process.page_size 16K < kernel.page_size 64K",
+        "  skipped kernel.page_size=64K process.page_size=16K: process.page_size 16K < kernel.page_size 64K",
     ]
     got = rows(results, "select kernel_page_size, process_page_size, status, pps_over_kps, accesses, "
                         "workload_accesses, experiment from cells order by all")
@@ -68,7 +68,7 @@ def test_runs_table_and_resume(sweep_run, results):
 def test_failed_cells_become_rows_and_exit_1(sweep_run, results):
     code, out = sweep_run("+experiment=tiny", "sweep.app_retries=2", cell="fail_on_64k")
     assert code == 1
-    assert "FAILED kernel=64k process.page_size=kernel: ValueError: no 64K model here" in out
+    assert "FAILED kernel.page_size=64K process.page_size=kernel: ValueError: no 64K model here" in out
     got = rows(results, "select kernel_page_size, process_page_size, status, attempts, "
                         "split_part(error, chr(10), 1) from cells order by all")
     assert got == [
@@ -99,11 +99,11 @@ def test_dry_run_writes_nothing(sweep_run, results):
     lines = out.splitlines()
     assert lines[0] == "plan tiny: 5 cells total, 0 already done, 5 to run, 1 skipped"
     assert [" ".join(line.split()[2:]) for line in lines[2:]] == [
-        "kernel=4k process.page_size=kernel",
-        "kernel=4k process.page_size=16K",
-        "kernel=16k process.page_size=kernel",
-        "kernel=16k process.page_size=16K",
-        "kernel=64k process.page_size=kernel",
+        "kernel.page_size=4K process.page_size=kernel",
+        "kernel.page_size=4K process.page_size=16K",
+        "kernel.page_size=16K process.page_size=kernel",
+        "kernel.page_size=16K process.page_size=16K",
+        "kernel.page_size=64K process.page_size=kernel",
     ]
     assert not results.exists()
 
