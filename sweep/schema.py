@@ -306,8 +306,9 @@ def validate_values(cfg: dict) -> None:
 
 
 def check_page_size_order(cfg: dict) -> None:
-    """The process page size is >= the kernel page size (the thread: a process page is
-    a whole number of kernel pages)."""
+    """The process page size is >= the kernel page size: a process page is a whole
+    number of kernel pages (../shared/reference/per-process-page-size-thread.txt;
+    DESIGN.md's facts to model)."""
     kps, pps = page_sizes(cfg)
     if pps < kps:
         raise ConfigError("process.page_size", f"{cfg['process']['page_size']} is smaller than "
