@@ -11,20 +11,26 @@ order to allocate"); mTHP orders above it stay opportunistic.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, Mm, Vma
 from .units import ilog2
 
 
-def mthp_orders(mm: Mm) -> list[int]:
+def mthp_orders(mm: Mm) -> tuple[int, ...]:
     """The enabled mTHP orders (folio.mthp_sizes) in kernel pages, highest first.
 
     Sizes that are not above the kernel page size are ignored, as
     /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB exists only for orders >= 2
     (THP_ORDERS_ALL_ANON in include/linux/huge_mm.h excludes orders 0 and 1).
     """
-    kps = mm.system.kernel_page_size
-    orders = {ilog2(size // kps) for size in mm.system.policy.mthp_sizes if size > kps}
-    return sorted((o for o in orders if 2 <= o <= mm.system.max_order), reverse=True)
+    return _mthp_orders(mm.system.kernel_page_size, tuple(mm.system.policy.mthp_sizes), mm.system.max_order)
+
+
+@lru_cache(maxsize=64)
+def _mthp_orders(kps: int, sizes: tuple, max_order: int) -> tuple[int, ...]:
+    orders = {ilog2(size // kps) for size in sizes if size > kps}
+    return tuple(sorted((o for o in orders if 2 <= o <= max_order), reverse=True))
 
 
 def pmd_order(mm: Mm) -> int:
@@ -61,7 +67,10 @@ def anon_fault_orders(mm: Mm, vma: Vma, addr: int) -> tuple[list[int], bool]:
         o = pmd_order(mm)
         if o > base and o <= mm.system.max_order and order_suitable(vma, addr, o, kps):
             orders.append(o)
-    fitting = [o for o in mthp_orders(mm) if o > base and order_suitable(vma, addr, o, kps)] if thp_allowed else []
+    if policy.anon == "base" or not thp_allowed:
+        orders.append(base)
+        return orders, True
+    fitting = [o for o in mthp_orders(mm) if o > base and order_suitable(vma, addr, o, kps)]
     if policy.anon == "mthp":
         orders += [o for o in fitting if o not in orders]
     elif policy.anon == "mthp_only" and fitting:

@@ -103,11 +103,11 @@ def handle_mm_fault(mm: Mm, addr: int, write: bool) -> int:
         return VM_FAULT_SIGSEGV
     if not write and not vma.flags & (VM_READ | VM_WRITE):
         return VM_FAULT_SIGSEGV
-    present, pfn, prot = _present(mm, addr)
-    if present:
+    pfn, prot, shift = mm.pgtable.pte_get(addr)
+    if pfn >= 0:
         if not write or prot & PROT_WRITE:
             return 0  # spurious: another fault already mapped it
-        return do_wp_page(mm, vma, addr, pfn)
+        return do_wp_page(mm, vma, addr, pfn, leaf_shift=shift)
     if vma.flags & VM_UFFD_MISSING and vma.anon:
         from .userfaultfd import handle_userfault
 
@@ -195,7 +195,7 @@ def _pad_fault(mm: Mm, vma: Vma, addr: int) -> int:
     return 0
 
 
-def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
+def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int, *, leaf_shift: int | None = None) -> int:
     """mm/memory.c do_wp_page(): a write to a present read-only page of a writable VMA.
 
     The unit is the process page around addr, clipped to the VMA (a kernel page in the
@@ -209,7 +209,9 @@ def do_wp_page(mm: Mm, vma: Vma, addr: int, pfn: int) -> int:
     system = mm.system
     kps = system.kernel_page_size
     system.stats.count("faults")
-    if mm.pgtable.pmd_blocks_in(addr, addr + 1):
+    # leaf_shift (from the caller's pte_get) >= PMD_SHIFT: the address is under a block
+    if (mm.pgtable.pmd_blocks_in(addr, addr + 1) if leaf_shift is None
+            else leaf_shift >= system.kgeom.pmd_shift):
         if huge_memory.do_huge_pmd_wp_page(mm, vma, addr):
             return 0
     folio = system.pfn_folio(pfn)
@@ -370,7 +372,12 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
     if pfns.size == 0:
         return
     heads = system.folio_heads(pfns)
-    for head in np.unique(heads[heads >= 0]).tolist():
+    h0 = int(heads[0])
+    if h0 == heads[-1] and (heads == h0).all():  # the common case: one folio (or the zero page)
+        uniq = [h0] if h0 >= 0 else []
+    else:
+        uniq = np.unique(heads[heads >= 0]).tolist()
+    for head in uniq:
         folio = system.folios.get(head)
         if folio is None or folio is system.zero_folio:
             continue
