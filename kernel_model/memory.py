@@ -533,6 +533,26 @@ def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
     system.stats.count("fork_shared_anon_vmas")
 
 
+def _copy_pinned(child: Mm, vma: Vma, addr: int, nr: int) -> None:
+    """mm/memory.c copy_present_ptes(): an anonymous folio that may be DMA-pinned is not
+    shared (folio_try_dup_anon_rmap_ptes() fails); copy_present_page() gives the child its
+    own copy at once, writable, and the parent keeps its PTEs writable. The copy is made in
+    folios of the process order (one kernel page each in an anon_vma overhang VMA)."""
+    system = child.system
+    kps = system.kernel_page_size
+    order = 0 if vma.flags & VM_PAD_ANON else child.order
+    size = kps << order
+    a, end = addr, addr + nr * kps
+    while a < end:
+        hi = min((a & ~(size - 1)) + size, end)
+        new = system.anon_folio_alloc(order, padding=bool(vma.flags & VM_PAD_ANON))
+        if new is None:
+            raise OutOfMemory(f"fork: no order-{order} folio to copy a pinned page at {a:#x}")
+        map_folio_range(child, vma, a, new, (a - (a & ~(size - 1))) // kps, (hi - a) // kps, writable=True)
+        system.stats.count("fork_pinned_copies")
+        a = hi
+
+
 def dup_mm(parent: Mm, child: Mm) -> None:
     """kernel/fork.c dup_mmap() + mm/memory.c copy_page_range(): the child gets the VMAs;
     private anonymous folios are shared copy-on-write (copy_present_ptes(): both sides
@@ -558,6 +578,9 @@ def dup_mm(parent: Mm, child: Mm) -> None:
             continue
         huge_memory.split_huge_pmds(parent, vma.start, vma.end)
         for a, pfn, prot in huge_memory.pmd_blocks(parent, vma.start, vma.end):
+            if system.pfn_folio(pfn).pincount:  # copy_huge_pmd(): pinned -> split, copy per PTE
+                huge_memory.split_huge_pmds(parent, a, a + 1, whole=True)
+                continue
             huge_memory.copy_huge_pmd(parent, child, a, pfn, prot)
             if vma.flags & VM_WRITE:
                 system.stats.count("cow_shared_pages", 1 << huge_memory.pmd_order(parent))
@@ -572,6 +595,9 @@ def dup_mm(parent: Mm, child: Mm) -> None:
                 if not folio.anon:
                     continue
                 addr = s0 + int(idx[i]) * kps
+                if folio.pincount:
+                    _copy_pinned(child, cvma, addr, n)
+                    continue
                 parent.pgtable.modify_prot(addr, n, vma_prot(vma) & ~PROT_WRITE)
                 map_folio_range(child, cvma, addr, folio, int(pfn[i]) - folio.pfn, n, writable=False)
                 if vma.flags & VM_WRITE:

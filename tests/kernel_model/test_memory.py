@@ -332,3 +332,41 @@ def test_native_mirror_falls_back_for_the_overhang_page(policy, fallback):
     # file pages and padding come from different folios: not one native 64K entry
     assert p.mm.native.fallback_pages == fallback
     assert p.mm.native.fallbacks >= 1
+
+
+@matrix
+def test_fork_copies_pinned_anon_pages_at_once(kernel, page):
+    from kernel_model.memory import pin_user_pages
+    s, p = proc(kernel, page)
+    ps, kps = SIZES[page], SIZES[kernel]
+    n = ps // kps
+    assert p.mmap(BASE, 2 * ps, RW, ANON) == BASE
+    assert p.touch(BASE, write=True) == 0
+    assert p.touch(BASE + ps, write=True) == 0
+    assert pin_user_pages(p.mm, BASE, BASE + ps) == 0
+    pinned, shared = folio_at(p, BASE), folio_at(p, BASE + ps)
+    assert (pinned.pincount, shared.pincount) == (1, 0)
+    c = p.fork()
+    # page 0: the child has its own copy, both sides writable; page 1: COW-shared
+    assert layout(c, BASE, 2 * n) == "A" * n + "B" * n
+    assert folio_at(c, BASE) is not pinned and folio_at(c, BASE + ps) is shared
+    assert prots(p, BASE, 2 * n) == [RW] * n + [PROT_READ] * n
+    assert prots(c, BASE, 2 * n) == [RW] * n + [PROT_READ] * n
+    assert pinned.rmap == [(p.mm, BASE, 0, n)]
+    assert s.stats.events["fork_pinned_copies"] == 1
+    assert s.anon_bytes == 3 * ps
+
+
+def test_fork_splits_a_pinned_pmd_and_copies():
+    from kernel_model.memory import pin_user_pages
+    s, p = proc("4K", "64K", thp_pmd=True)
+    assert p.mmap(BASE, 2 * M, RW, ANON) == BASE
+    assert p.touch(BASE, write=True) == 0
+    thp = folio_at(p, BASE)
+    assert pin_user_pages(p.mm, BASE, BASE + 64 * K) == 0
+    c = p.fork()
+    assert p.mm.pgtable.pmd_blocks_in(BASE, BASE + 2 * M) == []
+    assert c.mm.pgtable.pmd_blocks_in(BASE, BASE + 2 * M) == []
+    assert thp.rmap == [(p.mm, BASE, 0, 512)]
+    assert s.stats.events["fork_pinned_copies"] == 32  # one 64K process page at a time
+    assert s.anon_bytes == 4 * M
