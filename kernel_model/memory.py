@@ -31,6 +31,9 @@ VM_FAULT_SIGSEGV = 0x000040
 VM_FAULT_RETRY = 0x000400
 VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
 
+# mm/memory.c: fault_around_bytes = rounddown_pow_of_two(65536) (debugfs knob, 64K default).
+FAULT_AROUND_BYTES = 64 << 10
+
 # Below the mmap area: TASK_SIZE less the 128M minimum stack gap (mm/util.c mmap_base(), MIN_GAP).
 MIN_GAP = 128 << 20
 
@@ -278,6 +281,9 @@ def do_fault(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     private_write = write and not vma.flags & VM_SHARED
     if private_write:
         return _do_cow_fault(mm, vma, start, nr, idx, in_file)
+    if not write and FAULT_AROUND_BYTES > mm.page_size and _do_fault_around(mm, vma, addr, eof_pages):
+        system.stats.count("faults")
+        return 0
     got = filemap_fault(system, mm, vma, idx, in_file)
     if isinstance(got, int):
         if got & VM_FAULT_SIGBUS:
@@ -290,6 +296,43 @@ def do_fault(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
         _fill_overhang(mm, vma, start + in_file * kps, nr - in_file)
     system.stats.count("faults")
     return 0
+
+
+def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
+    """mm/memory.c do_read_fault() -> do_fault_around() -> mm/filemap.c filemap_map_pages():
+    before reading anything, map the page-cache folios already cached around addr.
+
+    The window is fault_around_bytes (64K) aligned down, clipped to the VMA and to the PTE
+    table (from_pte/to_pte); pages at or past the EOF page and present PTEs are skipped.
+    Per-process page size: only whole process pages below EOF, in folios of at least the
+    process order (a smaller folio or the EOF page is left to filemap_fault() and its
+    policy). Returns whether the page at addr is mapped now (else __do_fault() runs)."""
+    from .filemap import filemap_get_folios
+
+    system = mm.system
+    kps = system.kernel_page_size
+    pmd = system.kgeom.pmd_size
+    lo = max(addr & ~(FAULT_AROUND_BYTES - 1), vma.start)
+    hi = min(lo + FAULT_AROUND_BYTES, (addr & ~(pmd - 1)) + pmd, vma.end)
+    ppn = mm.page_size // kps
+    first = vma.pgoff + (lo - vma.start) // kps
+    last = min(first + (hi - lo) // kps, eof_pages // ppn * ppn)
+    writable = bool(vma.flags & VM_SHARED)
+    hit, mapped = False, 0
+    for folio in filemap_get_folios(vma.file.mapping, first, last) if first < last else ():
+        if folio.order < mm.order or not folio.uptodate:
+            continue
+        i0, i1 = max(first, folio.index), min(last, folio.index + folio.nr_pages)
+        a0 = vma.start + (i0 - vma.pgoff) * kps
+        spans = [(a0, i1 - i0)] if mm.pgtable.range_none(a0, i1 - i0) else \
+            [(a, ppn) for a in range(a0, a0 + (i1 - i0) * kps, mm.page_size) if mm.pgtable.range_none(a, ppn)]
+        for a, n in spans:
+            map_folio_range(mm, vma, a, folio, vma.pgoff + (a - vma.start) // kps - folio.index, n, writable)
+            mapped += n
+            hit = hit or a <= addr < a + n * kps
+    if mapped:
+        system.stats.count("fault_around_pages", mapped)
+    return hit
 
 
 def _map_file_folio(mm: Mm, vma: Vma, folio: Folio, idx: int, nr: int, writable: bool) -> None:

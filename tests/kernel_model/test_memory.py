@@ -370,3 +370,64 @@ def test_fork_splits_a_pinned_pmd_and_copies():
     assert thp.rmap == [(p.mm, BASE, 0, 512)]
     assert s.stats.events["fork_pinned_copies"] == 32  # one 64K process page at a time
     assert s.anon_bytes == 4 * M
+
+
+# -- fault-around (do_read_fault -> filemap_map_pages) --------------------------------------
+
+def cached_file(page, size=128 * K, **knobs):
+    from kernel_model.filemap import filemap_read
+    s, p = proc("4K", page, **knobs)
+    f = s.create_file("/data", size)
+    assert filemap_read(s, f, 0, size) == size
+    fd = p.open("/data")
+    assert p.mmap(BASE, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd) == BASE
+    return s, p
+
+
+@pytest.mark.parametrize("page", ["4K", "16K"])
+def test_fault_around_maps_the_cached_64k_window(page):
+    s, p = cached_file(page)
+    assert p.touch(BASE + 20 * K) == 0
+    # 0123456789abcdef0123456789abcdef
+    # ################................   one fault maps the aligned 64K window
+    assert "".join("#" if c != "." else "." for c in layout(p, BASE, 32)) == "#" * 16 + "." * 16
+    assert (s.stats.events["faults"], s.stats.events["fault_around_pages"]) == (1, 16)
+    assert p.touch(BASE + 60 * K) == 0
+    assert s.stats.events["faults"] == 1  # already mapped: no fault
+    assert prots(p, BASE, 16) == [PROT_READ] * 16
+
+
+def test_fault_around_cold_cache_maps_only_the_faulting_page():
+    s, p = proc("4K", "4K")
+    s.create_file("/data", 128 * K)
+    fd = p.open("/data")
+    assert p.mmap(BASE, 128 * K, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd) == BASE
+    assert p.touch(BASE + 20 * K) == 0
+    # nothing was cached before the fault: __do_fault() read it in and mapped one page
+    assert "".join("#" if c != "." else "." for c in layout(p, BASE, 16)) == "....." + "#" + "." * 10
+    assert p.touch(BASE + 24 * K) == 0  # now the read-around window is cached
+    assert "".join("#" if c != "." else "." for c in layout(p, BASE, 16)) == "#" * 16
+    assert s.stats.events["fault_around_pages"] == 15
+
+
+def test_fault_around_skips_folios_below_the_process_order():
+    # readahead off: read() caches order-0 folios; a 16K process may not map them whole
+    s, p = cached_file("16K", readahead=0)
+    assert p.touch(BASE) == 0
+    assert s.stats.events.get("fault_around_pages", 0) == 0
+    assert s.stats.events["pagecache_order_conflicts"] == 4
+    assert "".join("#" if c != "." else "." for c in layout(p, BASE, 8)) == "####...."
+
+
+def test_fault_around_stops_before_the_eof_process_page():
+    # 40K file, 16K process: process pages [0,16K) and [16K,32K) are whole, [32K,48K)
+    # holds EOF and is left to the overhang path
+    s, p = cached_file("16K", size=40 * K)
+    assert p.touch(BASE) == 0
+    assert "".join("#" if c != "." else "." for c in layout(p, BASE, 12)) == "#" * 8 + "...."
+    assert s.padding_bytes == 0
+    assert p.touch(BASE + 32 * K) == 0
+    # 0123456789ab
+    # AAAABBBBCCpp   (the readahead folios: 16K, 16K, then 8K holding EOF + 2 padding pages)
+    assert layout(p, BASE, 12) == "AAAABBBBCCpp"
+    assert s.padding_bytes == 8 * K
