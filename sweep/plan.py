@@ -17,7 +17,9 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -29,6 +31,7 @@ from sweep.schema import (
     ConfigError,
     check_page_size_order,
     page_sizes,
+    resolve_workload_path,
     validate_values,
 )
 
@@ -194,6 +197,9 @@ def _matches(key, allowed, assignment, resolved) -> bool:
 
 # ---- expansion -------------------------------------------------------------------
 
+# The folder holding conf/: shipped configs name data files relative to it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 ComposeFn = Callable[[Sequence[str]], DictConfig]
 
 
@@ -232,6 +238,7 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
         resolved = _resolve_with(composed[group_ovs], parser, value_ovs)
         label = " ".join(f"{k}={v}" for k, v in pairs) or "(single cell)"
         validate_values(resolved)
+        resolve_workload_path(resolved, (os.getcwd(), PROJECT_ROOT))
         if _excluded({**context, **dict(pairs)}, resolved, rules):
             plan.excluded += 1
             continue

@@ -13,6 +13,7 @@ Field names are the config contract of ../../shared/DESIGN.md.
 """
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -88,12 +89,15 @@ class TlbConf:
     replacement: str = "lru"       # lru | fifo
     coalesce_contig: bool = True
     l1: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(48, 48, 1))
-    l2: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(1280, 5, 5))
+    l2: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(1280, 5, 3))
     walk_cache: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(64, 4, 1))
     l1d: CacheLevelConf = field(default_factory=lambda: CacheLevelConf("64K", 4, 4))
     l2d: CacheLevelConf = field(default_factory=lambda: CacheLevelConf("1M", 8, 11))
     line_size: int = 64
-    mem_latency: int = 150
+    mem_latency: int = 208
+    # Data accesses occupy L1D/L2D beside page-table lines, so table footprint competes
+    # with data (kernel_model/tlb.py); false = caches hold page-table lines only.
+    model_data_lines: bool = True
 
 
 @dataclass
@@ -289,6 +293,8 @@ def validate_values(cfg: dict) -> None:
             raise ConfigError(key, f"{value!r} is out of range; allowed {bounds}")
     for level in ("l1", "l2", "walk_cache"):
         entries, ways = cfg["tlb"][level]["entries"], cfg["tlb"][level]["ways"]
+        if level == "walk_cache" and entries == 0:
+            continue  # no walk cache: every walk reads from the top level
         if entries <= 0 or ways <= 0 or entries % ways:
             raise ConfigError(f"tlb.{level}", f"entries={entries} ways={ways}: both must be positive "
                               "and entries a multiple of ways")
@@ -303,6 +309,30 @@ def validate_values(cfg: dict) -> None:
         raise ConfigError("workload.path", f"workload.kind={cfg['workload']['kind']} needs a path")
     if ":" not in cfg["cell_fn"]:
         raise ConfigError("cell_fn", f"{cfg['cell_fn']!r} is not an import path; write module:function")
+
+
+PATH_KINDS = ("trace", "file_tree", "elf_tree")
+
+
+def resolve_workload_path(cfg: dict, roots) -> None:
+    """Make workload.path absolute, in place, and check that it exists, before any cell runs.
+
+    A relative path is looked up under each of ``roots`` in turn (the user's working
+    directory first, then the project root that holds conf/, so the shipped configs'
+    repo-relative paths work from anywhere). The cell config, and so its cell_key,
+    carries the absolute path.
+    """
+    w = cfg["workload"]
+    path = w.get("path")
+    if w["kind"] not in PATH_KINDS or not path:
+        return
+    candidates = [path] if os.path.isabs(path) else [os.path.join(str(r), path) for r in roots]
+    for c in candidates:
+        if (os.path.isdir(c) if w["kind"] != "trace" else os.path.isfile(c)):
+            w["path"] = os.path.normpath(os.path.abspath(c))
+            return
+    what = "file" if w["kind"] == "trace" else "directory"
+    raise ConfigError("workload.path", f"{path!r}: no such {what} (looked in: {', '.join(candidates)})")
 
 
 def check_page_size_order(cfg: dict) -> None:

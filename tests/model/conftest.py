@@ -13,7 +13,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def _compose(*overrides) -> dict:
     from sweep.schema import register_configs
 
-    register_configs()
+    register_configs(CONF)
     with initialize_config_dir(str(CONF), version_base=None):
         cfg = compose("config", overrides=list(overrides))
     out = OmegaConf.to_container(cfg, resolve=True)
