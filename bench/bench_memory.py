@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MIB = 1 << 20
-SPREAD_LO = 1 << 32  # above any compact layout and mmap_min_addr
+VA_LO = 1 << 32  # where every layout starts: above mmap_min_addr, far below mmap_base
 SPREAD_HI = 1 << 47  # the span the issue names; TASK_SIZE is 2^48 (va_bits=48)
 HUGE_VMA = 1 << 46   # the huge_vma layout's single mapping (64 TiB)
 LAYOUTS = ("compact", "tables", "spread", "huge_vma")
@@ -73,17 +73,17 @@ def chunk_addrs(layout: str, nr_mib: int, chunks: int, page_size: int) -> tuple[
         raise ValueError(f"--sizes/--chunks: {nr_mib} MiB in {chunks} chunks gives {length}-byte chunks, "
                          f"not a multiple of the {page_size}-byte process page; use fewer chunks")
     if layout == "compact":
-        return length, [SPREAD_LO + i * (length + page_size) for i in range(chunks)]
+        return length, [VA_LO + i * (length + page_size) for i in range(chunks)]
     if layout == "tables":
         span = leaf_span(page_size)
         stride = (-(-length // span) + 1) * span
-        return length, [SPREAD_LO + i * stride for i in range(chunks)]
+        return length, [VA_LO + i * stride for i in range(chunks)]
     if layout == "spread":
-        stride = (SPREAD_HI - SPREAD_LO) // chunks // MIB * MIB
-        return length, [SPREAD_LO + i * stride for i in range(chunks)]
+        stride = (SPREAD_HI - VA_LO) // chunks // MIB * MIB
+        return length, [VA_LO + i * stride for i in range(chunks)]
     if layout == "huge_vma":
         stride = HUGE_VMA // chunks
-        return length, [SPREAD_LO + i * stride for i in range(chunks)]
+        return length, [VA_LO + i * stride for i in range(chunks)]
     raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
 
 
@@ -215,14 +215,16 @@ def memory_bench(setups, sizes, chunks, max_factor) -> tuple[list[dict], bool]:
         # too (pgtable_bytes); the model's heap follows them, so this is reported, not judged.
         m = rows["spread", big]
         ratio = m["heap"] / compact["heap"]
-        extra = (m["heap"] - compact["heap"]) / max(model_tables(m) - model_tables(compact), 1)
+        added = m["heap"] - compact["heap"]
+        extra = (f"{added / max(model_tables(m) - model_tables(compact), 1):.2f} heap B per table B added"
+                 if added > 0 else "no heap added")
         print(f"{setup} spread/compact at {big} MiB: heap x{ratio:.2f}, emulated page tables "
-              f"x{model_tables(m) / model_tables(compact):.2f}; heap added per emulated table byte added {extra:.2f}")
+              f"x{model_tables(m) / model_tables(compact):.2f}; {extra}")
         figures.append(dict(figure=f"memory {setup}: heap spread / compact, {big} MiB", target="info",
                             measured=f"{m['heap'] / MIB:.2f} MiB", baseline=f"compact {compact['heap'] / MIB:.2f} MiB",
                             ratio=ratio, ok=None,
                             note=f"emulated pgtables x{model_tables(m) / model_tables(compact):.2f}; "
-                                 f"{extra:.2f} heap B per table B added"))
+                                 f"{extra}"))
         if small != big:
             per_small = rows["compact", small]["heap"] / small
             per_big = compact["heap"] / big
