@@ -317,6 +317,8 @@ def _bars(ax, xlabels: list, series: dict, ylabel: str) -> None:
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(xlabels))]
         ax.bar(xs, [math.nan if v is None else v for v in values], width, label=str(name))
     ax.set_xticks(range(len(xlabels)), xlabels, rotation=45, ha="right", fontsize=8)
+    if all(v is None or v >= 0 for values in series.values() for v in values):
+        ax.set_ylim(bottom=0)
     ax.set_ylabel(ylabel)
     if len(series) > 1:
         ax.legend(fontsize=8)
@@ -373,15 +375,26 @@ def mthp_gap_figure(run: Run, plt):
     return fig
 
 
+def _annotate(ax, points: list) -> None:
+    """One label per distinct (x, y): configurations that land on the same point share it."""
+    ax.margins(x=0.2, y=0.1)
+    at: dict = {}
+    for x, y, text in points:
+        at.setdefault((x, y), []).append(text)
+    for (x, y), texts in at.items():
+        note = ax.annotate("\n".join(texts), (x, y), fontsize=6, textcoords="offset points", xytext=(4, 3),
+                           va="top")
+        note.set_in_layout(False)      # long labels must not squeeze the axes
+
+
 def tradeoff_figure(run: Run, plt):
     panels = _panels(run, "workload_name")
     fig, axes = _grid(plt, len(panels))
     for ax, (title, groups) in zip(axes, panels):
-        for g in groups:
-            mem, cyc = metric(g, "total_bytes"), metric(g, "walk_cycles")
-            ax.scatter([mem / 2**20], [cyc])
-            ax.annotate(_rest(g, ("workload_name",)), (mem / 2**20, cyc), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
+        xs = [metric(g, "total_bytes") / 2**20 for g in groups]
+        ys = [metric(g, "walk_cycles") for g in groups]
+        ax.scatter(xs, ys)
+        _annotate(ax, [(x, y, _rest(g, ("workload_name",))) for g, x, y in zip(groups, xs, ys)])
         ax.set_xlabel("total_bytes (MiB)")
         ax.set_ylabel("walk_cycles")
         ax.set_title(title or run.experiment)
@@ -401,27 +414,34 @@ def pagecache_figure(run: Run, plt):
     return fig
 
 
+MODE_MARKERS = {"off": ("o", 60), "mirror": ("s", 110), "on_demand": ("x", 40)}  # overlaps stay visible
+
+
 def native_figure(run: Run, plt):
     panels = _panels(run, "workload_name")
-    fig, axes = _grid(plt, len(panels) + 1)
-    for ax, (title, groups) in zip(axes, panels):
-        for mode in ENUM_ORDER["arch_native_pgtable"]:
+    fig = plt.figure(figsize=(6.0 * len(panels), 9), layout="constrained")
+    grid = fig.add_gridspec(2, len(panels))
+    for i, (title, groups) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, i])
+        points = []
+        for j, (mode, (marker, size)) in enumerate(MODE_MARKERS.items()):
             pts = [g for g in groups if g.values.get("arch_native_pgtable") == mode]
             if not pts:
                 continue
             xs = [(metric(g, "pgtable_bytes_linux") + metric(g, "pgtable_bytes_native")) / 1024 for g in pts]
             ys = [metric(g, "walk_mem_refs") for g in pts]
-            ax.scatter(xs, ys, label=mode)
-            for g, x, y in zip(pts, xs, ys):
-                ax.annotate(_rest(g, ("workload_name", "arch_native_pgtable")), (x, y), fontsize=6,
-                            textcoords="offset points", xytext=(3, 3))
+            style = {"color": f"C{j}"} if marker == "x" else {"edgecolors": f"C{j}", "facecolors": "none"}
+            ax.scatter(xs, ys, label=mode, marker=marker, s=size, **style)
+            points += [(x, y, _rest(g, ("workload_name", "arch_native_pgtable"))) for g, x, y in zip(pts, xs, ys)]
+        _annotate(ax, points)
         ax.set_xlabel("pgtable_bytes_linux + native (KiB)")
         ax.set_ylabel("walk_mem_refs")
         ax.set_title(title or "native_pgtable")
         ax.legend(fontsize=8)
+    bottom = fig.add_subplot(grid[1, :])
     xlabels, series = _pivot(run.groups, "arch_native_pgtable", "native_fallbacks")
-    _bars(axes[-1], xlabels, series, "native_fallbacks")
-    axes[-1].set_title("native_fallbacks per mode")
+    _bars(bottom, xlabels, series, "native_fallbacks")
+    bottom.set_title("native_fallbacks per mode")
     return fig
 
 
