@@ -254,7 +254,8 @@ class PageAllocator:
     whose MAX_ORDER_FOR equals max_order, or 4096 for any other max_order (test pools).
     """
 
-    def __init__(self, nr_frames, *, max_order, fragmentation=0.0, seed=0, page_size=None):
+    def __init__(self, nr_frames, *, max_order, fragmentation=0.0, seed=0, page_size=None,
+                 fragmentation_order=None):
         if isinstance(nr_frames, bool) or not isinstance(nr_frames, (int, np.integer)) or nr_frames < 1:
             raise ValueError(f"nr_frames: expected a positive integer number of frames, got {nr_frames!r}")
         if isinstance(max_order, bool) or not isinstance(max_order, (int, np.integer)) or not 0 <= max_order <= 30:
@@ -276,19 +277,30 @@ class PageAllocator:
         self.max_order = int(max_order)
         self.page_size = int(page_size)
         self.pageblock_order = pageblock_order_for(self.page_size, self.max_order)
+        # The block size the unmovable scatter pollutes: a pageblock by default; a smaller
+        # order models a finer-grained scatter (e.g. 4 on 4K: every polluted 64K block can
+        # no longer hold a 64K folio, the per-process page size's minimum on a 4K kernel).
+        if fragmentation_order is None:
+            fragmentation_order = self.pageblock_order
+        if isinstance(fragmentation_order, bool) or not isinstance(fragmentation_order, (int, np.integer)) \
+                or not 0 <= fragmentation_order <= self.max_order:
+            raise ValueError(f"memory.fragmentation_order: expected an order 0..{self.max_order}, "
+                             f"got {fragmentation_order!r}")
+        self.fragmentation_order = int(fragmentation_order)
         self.fragmentation = fragmentation
         self.seed = int(seed)
         self._migrate_hook = None
         self._pending_moves = []  # (old_pfn, new_pfn, order) of the compaction in progress
 
         # Fragmentation: one unmovable page in each of a seeded choice of pageblocks.
-        nr_pageblocks = self.nr_frames >> self.pageblock_order
+        fo = self.fragmentation_order
+        nr_pageblocks = self.nr_frames >> fo
         nr_polluted = int(math.floor(fragmentation * nr_pageblocks + 0.5))
         rng = np.random.default_rng(seed)
         blocks = np.sort(rng.choice(nr_pageblocks, size=nr_polluted, replace=False)) if nr_polluted else \
             np.empty(0, dtype=np.int64)
-        offsets = rng.integers(0, 1 << self.pageblock_order, size=nr_polluted)
-        used = (blocks.astype(np.int64) << self.pageblock_order) + offsets
+        offsets = rng.integers(0, 1 << fo, size=nr_polluted)
+        used = (blocks.astype(np.int64) << fo) + offsets
         self.prefill_pfns = used  # sorted; for tests and reports
 
         self.state = np.zeros(self.nr_frames, dtype=np.int8)

@@ -68,7 +68,8 @@ class Stats:
 
 class System:
     def __init__(self, kernel_page_size="4K", memory_size="8G", *, va_bits: int = 48,
-                 fragmentation: float = 0.0, seed: int = 0, policy: Policy | None = None, **knobs):
+                 fragmentation: float = 0.0, fragmentation_order: int | None = None, seed: int = 0,
+                 policy: Policy | None = None, **knobs):
         from .page_alloc import MAX_ORDER_FOR, PageAllocator
 
         self.kernel_page_size = parse_page_size(kernel_page_size, what="kernel.page_size")
@@ -83,7 +84,8 @@ class System:
         self.seed = seed
         self.max_order = MAX_ORDER_FOR[self.kernel_page_size]
         self.page_alloc = PageAllocator(self.memory_size // self.kernel_page_size, max_order=self.max_order,
-                                        fragmentation=float(fragmentation), seed=seed)
+                                        fragmentation=float(fragmentation), seed=seed,
+                                        page_size=self.kernel_page_size, fragmentation_order=fragmentation_order)
         self.page_alloc.set_migrate_hook(self._folio_migrated)
         self.stats = Stats()
         self.folios: dict[int, Folio] = {}  # head pfn -> folio (pfn_folio() for heads)
@@ -120,7 +122,8 @@ class System:
         kernel = cfg.get("kernel", {})
         memory = cfg.get("memory", {})
         return cls(kernel.get("page_size", "4K"), memory.get("size", "8G"), va_bits=int(kernel.get("va_bits", 48)),
-                   fragmentation=float(memory.get("fragmentation", 0.0)), seed=int(cfg.get("seed", 0)),
+                   fragmentation=float(memory.get("fragmentation", 0.0)),
+                   fragmentation_order=memory.get("fragmentation_order"), seed=int(cfg.get("seed", 0)),
                    policy=policy)
 
     def process_page_size(self, value) -> int:

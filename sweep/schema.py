@@ -60,7 +60,8 @@ class ArchConf:
 @dataclass
 class MemoryConf:
     size: str = "8G"
-    fragmentation: float = 0.0     # 0.0 .. 1.0
+    fragmentation: float = 0.0     # 0.0 .. 1.0: fraction of blocks holding one unmovable page
+    fragmentation_order: Optional[int] = None  # block order polluted; null = pageblock (PMD order)
 
 
 @dataclass

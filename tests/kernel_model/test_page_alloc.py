@@ -455,3 +455,20 @@ def test_16m_frames_initialise_and_allocate():
     assert pa.alloc(10) == lowest
     pa.free(lowest, 10)
     assert pa.nr_free_pages == (1 << 24) - 16384 and int(pa.free_list(10)[0]) == lowest
+
+
+def test_fragmentation_order_pollutes_smaller_blocks():
+    # 4K kernel, 1M of frames (256 of them), every 64K block (order 4) polluted:
+    # no order-4 block can be handed out or compacted, order 3 still can.
+    # 0               16              32   ...  frame
+    # [...u.......|...][..u............]      u = the one unmovable page of each block
+    from kernel_model.page_alloc import PageAllocator
+
+    a = PageAllocator(256, max_order=10, fragmentation=1.0, seed=3, page_size="4K", fragmentation_order=4)
+    assert a.prefill_pfns.size == 16
+    assert sorted((a.prefill_pfns // 16).tolist()) == list(range(16))
+    assert a.alloc(4) is None
+    assert a.stats["alloc_failures"] == 1
+    assert a.alloc(3) is not None
+    with pytest.raises(ValueError, match="memory.fragmentation_order"):
+        PageAllocator(256, max_order=10, fragmentation=1.0, fragmentation_order=11)
