@@ -366,10 +366,14 @@ def mthp_gap_figure(run: Run, plt):
     header, rows = mthp_gap_table(run)
     labels = [r[0] for r in rows]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(_width(len(labels)), 9), layout="constrained")
-    _bars(top, labels, {"walk_mem_refs": [r[2] for r in rows], "l2_tlb_misses": [r[4] for r in rows]},
-          "relative to k4K p4K base")
-    top.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    top.set_title("mthp_gap: translation cost per configuration, normalised to the 4K base cell")
+    if any(r[2] is not None for r in rows):
+        _bars(top, labels, {"walk_mem_refs": [r[2] for r in rows], "l2_tlb_misses": [r[4] for r in rows]},
+              "relative to k4K p4K base")
+        top.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        top.set_title("mthp_gap: translation cost per configuration, normalised to the 4K base cell")
+    else:                              # e.g. kernel=64k pinned: nothing to normalise to
+        _bars(top, labels, {"walk_mem_refs": [r[1] for r in rows], "l2_tlb_misses": [r[3] for r in rows]}, "count")
+        top.set_title("mthp_gap: translation cost per configuration (no k4K p4K base cell in this run)")
     _bars(bottom, labels, {"pgtable_bytes_linux": [None if r[5] is None else r[5] / 1024 for r in rows]},
           "Linux page tables (KiB)")
     return fig

@@ -300,3 +300,32 @@ def test_rewrite_replaces_the_report_atomically(tmp_path):
     assert (out / "report.md").read_bytes() == first            # deterministic
     (tmp_path / "file").write_text("x")
     assert main(["--experiment", "custom", "--results", str(results), "--out", str(tmp_path / "file")]) == 2
+
+
+def test_mthp_gap_second_workload_is_a_key_with_its_own_base(tmp_path):
+    """A varying column the keys do not fix (workload) splits configurations, and each is
+    normalised to the base cell of its own workload; a run without one reads n/a."""
+    results = tmp_path / "results"
+    cells = []
+    for wl, scale in (("random", 1), ("zipf", 10)):
+        for kps, anon in ((K4, "base"), (K4, "mthp"), (K64, "base")):
+            walk = scale * 800 // (kps // K4) // ANON_DIVISOR[anon]
+            cells.append(({"workload_name": wl, "workload_pattern": wl, "kernel_page_size": kps,
+                           "process_page_size": kps, "folio_anon": anon},
+                          {"walk_mem_refs": walk, "l2_tlb_misses": walk, "pgtable_bytes_linux": 4096}, "ok"))
+    write_cells(results, "mthp_gap", "r1", cells)
+    assert main(["--experiment", "mthp_gap", "--results", str(results)]) == 0
+    md = (report_dir(results, "mthp_gap") / "report.md").read_text()
+    assert "(keys: kernel_page_size, process_page_size, folio_anon, workload_name)" in md
+    assert [r[:3] for r in table(md)[1:]] == [
+        ["k4K p4K base random", "800", "1"], ["k4K p4K base zipf", "8000", "1"],
+        ["k4K p4K mthp random", "400", "0.5"], ["k4K p4K mthp zipf", "4000", "0.5"],
+        ["k64K p64K base random", "50", "0.0625"], ["k64K p64K base zipf", "500", "0.0625"],
+    ]
+    write_cells(results, "mthp_gap", "r2", [(c, m, s) for c, m, s in cells if c["kernel_page_size"] == K64],
+                started=5)
+    assert main(["--experiment", "mthp_gap", "--results", str(results), "--run", "r2"]) == 0
+    out = results / "reports" / "mthp_gap" / "r2"
+    assert (out / "mthp_gap.png").read_bytes()[:8] == PNG
+    assert [r[:3] for r in table((out / "report.md").read_text())[1:]] == [["random", "50", "n/a"],
+                                                                           ["zipf", "500", "n/a"]]
