@@ -118,8 +118,18 @@ def load_run(results, experiment: str, run_id: str | None = None, keys=()) -> Ru
     metrics = [m for m in metric_columns(con) if m in present and any(r[m] is not None for r in ok)]
     keys = [k for k in keys if k in present] + _extra_keys(ok, [k for k in keys if k in present])
     info = {"started_at": min(r["started_at"] for r in rows), "cells": len(rows), "ok": len(ok),
-            "git_sha": ok[0]["git_sha"], "model_version": ok[0]["model_version"]}
+            "git_sha": ok[0]["git_sha"], "model_version": ok[0]["model_version"],
+            "done_before": _done_before(con, run_id)}
     return Run(experiment, run_id, keys, metrics, _group(ok, keys, metrics), failed, info)
+
+
+def _done_before(con, run_id: str) -> int:
+    """Planned cells the run skipped because an earlier run (of any experiment) has an ok
+    row with the same cell_key (sweep.app: plan.done); their rows are not in this run."""
+    if "cells_done_before" not in [c[0] for c in con.execute("DESCRIBE runs").fetchall()]:
+        return 0
+    got = con.execute("SELECT max(cells_done_before) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    return int(got[0] or 0)
 
 
 def _extra_keys(rows: list, keys: list) -> list:
@@ -508,6 +518,9 @@ def build(run: Run) -> tuple:
     md += [f"Run `{run.run_id}` started {info['started_at']:%Y-%m-%d %H:%M:%S} UTC: {info['ok']} ok, "
            f"{info['cells'] - info['ok']} failed of {info['cells']} cells; {len(run.groups)} configurations "
            f"(keys: {', '.join(run.keys) or 'none'}); model {info['model_version']}, git {info['git_sha']}.", ""]
+    if info["done_before"]:
+        md += [f"**Incomplete:** {info['done_before']} planned cell(s) were already done by earlier runs and "
+               "are not in this run; rerun the sweep with `sweep.force=true` for a complete one.", ""]
     if any(g.n > 1 for g in run.groups):
         md += ["Configurations with more than one cell (seeds) show the mean.", ""]
     missing = [m for m in spec.required if m not in run.metrics] if spec else []
@@ -587,6 +600,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"report {args.experiment}: {out / 'report.md'}")
+    if "**Incomplete:**" in (out / "report.md").read_text():
+        print("warning: the run reused cells of earlier runs; the report lacks them (see report.md)",
+              file=sys.stderr)
     return 0
 
 

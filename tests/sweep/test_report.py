@@ -329,3 +329,20 @@ def test_mthp_gap_second_workload_is_a_key_with_its_own_base(tmp_path):
     assert (out / "mthp_gap.png").read_bytes()[:8] == PNG
     assert [r[:3] for r in table((out / "report.md").read_text())[1:]] == [["random", "50", "n/a"],
                                                                            ["zipf", "500", "n/a"]]
+
+
+def test_cells_done_by_an_earlier_run_are_flagged(tmp_path, capsys):
+    """A sweep skips cells an earlier run already has (any experiment); the report says so."""
+    from sweep.results import RUN_COLUMNS, write_run
+
+    results = tmp_path / "results"
+    write_cells(results, "custom", "r1", [({}, {"faults": 1}, "ok")])
+    record = {name: None for name, _ in RUN_COLUMNS}
+    record.update(run_id="r1", experiment="custom", cells_planned=3, cells_done_before=2, cells_ok=1)
+    write_run(results, "2026-01-01", record)
+    assert main(["--experiment", "custom", "--results", str(results)]) == 0
+    md = (report_dir(results, "custom") / "report.md").read_text()
+    assert ("**Incomplete:** 2 planned cell(s) were already done by earlier runs and are not in this run; "
+            "rerun the sweep with `sweep.force=true` for a complete one.") in md
+    assert capsys.readouterr().err == ("warning: the run reused cells of earlier runs; the report lacks them "
+                                       "(see report.md)\n")
