@@ -126,7 +126,7 @@ def test_every_group_file_composes_and_validates():
         "process": ["16k", "4k", "64k", "kernel"],
         "folio": ["base", "mthp", "mthp_only"],
         "arch": ["default", "native_mirror", "native_on_demand", "no_contpte"],
-        "memory": ["default", "fragmented"],
+        "memory": ["default", "fragmented", "fragmented_64k"],
         "abi": ["anon_fault", "anon_vma", "sigbus"],
     }
     seen = {g: [] for g in groups}
