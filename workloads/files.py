@@ -114,13 +114,20 @@ class FileSetWorkload(Workload):
         if cfg.nr_large_files and cfg.large_file_size == 0:
             raise ValueError("workload.large_file_size: must be at least 1 byte when nr_large_files > 0")
 
-    def phases(self):
+    def setup_phases(self, rng):
+        """The small files read, the large files created: shared with workload.kind=mixed.
+        Returns (via StopIteration's value, i.e. `paths = yield from ...`) the large files."""
         cfg = self.cfg
-        rng = np.random.Generator(np.random.PCG64(self.seed))
         yield from small_file_phases(cfg, rng)
         paths = large_file_paths(cfg)
         for path in paths:
             yield CreateFile(path, cfg.large_file_size, large_folios=cfg.large_folio_fs)
+        return paths
+
+    def phases(self):
+        cfg = self.cfg
+        rng = np.random.Generator(np.random.PCG64(self.seed))
+        paths = yield from self.setup_phases(rng)
         if has_holder(cfg):
             yield from holder_phases(cfg, paths)
             yield Fork()

@@ -19,25 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 from kernel_model.mm_types import PROT_EXEC, PROT_READ, PROT_WRITE
-from workloads.base import Workload
-from workloads.files import file_touch_phases, holder_phases, large_file_paths, small_file_phases, touched_pages
-from workloads.phases import MAP_ANONYMOUS, MAP_PRIVATE, CreateFile, Exec, Fork, Map, MmapFile
+from workloads.files import FileSetWorkload, file_touch_phases, holder_phases, touched_pages
+from workloads.phases import MAP_ANONYMOUS, MAP_PRIVATE, Exec, Fork, Map, MmapFile
 from workloads.synthetic import AccessStream
 
 
-class MixedWorkload(Workload):
-    def __init__(self, cfg, seed):
-        super().__init__(cfg, seed)
-        if cfg.nr_large_files and cfg.large_file_size == 0:
-            raise ValueError("workload.large_file_size: must be at least 1 byte when nr_large_files > 0")
-
+class MixedWorkload(FileSetWorkload):
     def phases(self):
         cfg = self.cfg
         rng = np.random.Generator(np.random.PCG64(self.seed))
-        yield from small_file_phases(cfg, rng)
-        libs = large_file_paths(cfg)
-        for path in libs:
-            yield CreateFile(path, cfg.large_file_size, large_folios=cfg.large_folio_fs)
+        libs = yield from self.setup_phases(rng)
         yield from holder_phases(cfg, libs)
         stream = AccessStream.from_config(cfg)
         for _ in range(cfg.processes):
