@@ -390,12 +390,20 @@ def mthp_gap_figure(run: Run, plt):
 
 
 def _annotate(ax, points: list) -> None:
-    """One label per distinct (x, y): configurations that land on the same point share it."""
+    """One label per point; configurations within 1% of the axes' spans of each other
+    (they overlap on the plot) share one."""
     ax.margins(x=0.2, y=0.1)
-    at: dict = {}
+    ax.ticklabel_format(useOffset=False)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    xspan, yspan = (max(xs) - min(xs)) or 1, (max(ys) - min(ys)) or 1
+    at: list = []                      # [x, y, texts], greedily in input order
     for x, y, text in points:
-        at.setdefault((x, y), []).append(text)
-    for (x, y), texts in at.items():
+        near = next((a for a in at if abs(a[0] - x) <= 0.01 * xspan and abs(a[1] - y) <= 0.01 * yspan), None)
+        if near is None:
+            at.append([x, y, [text]])
+        else:
+            near[2].append(text)
+    for x, y, texts in at:
         note = ax.annotate("\n".join(texts), (x, y), fontsize=6, textcoords="offset points", xytext=(4, 3),
                            va="top")
         note.set_in_layout(False)      # long labels must not squeeze the axes
