@@ -265,7 +265,7 @@ def test_pmd_fork_shares_the_block_then_split_on_copy_and_reuse():
     assert new is not folio and new.order == 0
     assert p.mm.pgtable.pte_get(BASE)[:2] == (folio.pfn, PROT_READ)
     assert c.mm.pgtable.pmd_blocks_in(BASE, BASE + 2 * M) == [BASE]
-    # the child writes: the parent still maps 511 pages -> the child's PMD is split too
+    # the child exits: the parent maps the THP alone, a write reuses it in place
     c.exit()
     assert folio.rmap == [(p.mm, BASE, 0, 1), (p.mm, BASE + 8 * K, 2, 510)]
     assert p.touch(BASE + 8 * K, write=True) == 0  # exclusive now: reused in place
