@@ -49,18 +49,15 @@ ENUM_ORDER = {
 # orders, ELF failure rules: simulate.Runner.metrics()); a null in an ok row is a 0.
 SPARSE_PREFIXES = ("ev_", "elf_failed_", "anon_folios_order_")
 BASE_CELL = {"kernel_page_size": 4096, "process_page_size": 4096, "folio_anon": "base"}
-QUESTIONS = {  # DESIGN.md, "The questions it answers"
+QUESTIONS = {  # DESIGN.md, "The questions it answers", shortened
     "mthp_gap": "How much of the 64K kernel's advantage does 4K+mTHP recover, and what is left?",
-    "page_size_tradeoff": "Is a per-process page size better enough than a fixed 16K kernel? "
-                          "Memory vs translation cost, per workload.",
-    "pagecache_policy": "Small files: the memory cost of large minimum folio orders under each "
-                        "page-cache policy; what pins and mlock do to each.",
-    "native_pgtable": "The cost of a second (native) page table per mm: memory, translation "
-                      "work, fallbacks; eager mirror vs on demand.",
-    "eof_overhang": "A 64K process maps a 12K file: SIGBUS, anonymous padding on fault, or an "
-                    "extra anonymous VMA.",
-    "abi_compat": "What breaks: ELF p_align / segment congruence of real binaries under a "
-                  "larger process page size.",
+    "page_size_tradeoff": "Is a per-process page size better enough than a fixed 16K kernel? Memory vs "
+                          "translation cost, per workload.",
+    "pagecache_policy": "Small files: the memory cost of large minimum folio orders per page-cache policy; "
+                        "what pins and mlock do to each.",
+    "native_pgtable": "The cost of a second (native) page table per mm: memory, translation work, fallbacks.",
+    "eof_overhang": "A 64K process maps a 12K file: SIGBUS, anonymous padding on fault, or an extra VMA.",
+    "abi_compat": "What breaks: ELF p_align / segment congruence of real binaries under a larger page size.",
 }
 
 
@@ -234,9 +231,7 @@ def generic_table(run: Run) -> tuple:
 
 
 def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
+    return None if a is None or not b else a / b
 
 
 def _rest(g: Group, drop: tuple) -> str:
@@ -282,31 +277,26 @@ def tradeoff_table(run: Run) -> tuple:
     return header, rows
 
 
-def _first_present(run: Run, *names) -> str:
-    return next((n for n in names if n in run.metrics), names[0])
+def _columns(run: Run, names: list, header: list | None = None) -> tuple:
+    return ["config"] + (header or names), [[g.label] + [metric(g, n) for n in names] for g in run.groups]
 
 
 def pagecache_table(run: Run) -> tuple:
-    bounce = _first_present(run, "bounce_bytes", "ev_bounce_bytes")
-    names = ["pagecache_bytes", "pagecache_conversion_failures", "pagecache_livelocks_avoided", bounce]
-    return ["config"] + names, [[g.label] + [metric(g, n) for n in names] for g in run.groups]
+    bounce = next((n for n in ("bounce_bytes", "ev_bounce_bytes") if n in run.metrics), "bounce_bytes")
+    return _columns(run, ["pagecache_bytes", "pagecache_conversion_failures", "pagecache_livelocks_avoided", bounce])
 
 
 def native_table(run: Run) -> tuple:
-    names = ["pgtable_bytes_linux", "pgtable_bytes_native", "walk_mem_refs", "native_fallbacks"]
-    return ["config"] + names, [[g.label] + [metric(g, n) for n in names] for g in run.groups]
+    return _columns(run, ["pgtable_bytes_linux", "pgtable_bytes_native", "walk_mem_refs", "native_fallbacks"])
 
 
 def eof_table(run: Run) -> tuple:
-    names = ["padding_bytes", "sigbus", "ev_overhang_vmas"]
-    return (["config", "padding_bytes", "sigbus", "overhang_vmas"],
-            [[g.label] + [metric(g, n) for n in names] for g in run.groups])
+    return _columns(run, ["padding_bytes", "sigbus", "ev_overhang_vmas"], ["padding_bytes", "sigbus", "overhang_vmas"])
 
 
 def abi_table(run: Run) -> tuple:
     rules = sorted(m for m in run.metrics if m.startswith("elf_failed_"))
-    names = ["elf_files", "elf_ok", "elf_failed"] + rules
-    return ["config"] + names, [[g.label] + [metric(g, n) for n in names] for g in run.groups]
+    return _columns(run, ["elf_files", "elf_ok", "elf_failed"] + rules)
 
 
 # -- figures ---------------------------------------------------------------------------
