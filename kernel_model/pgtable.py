@@ -253,6 +253,8 @@ class PageTable:
         return sorted(g for g in blocks if g0 <= g <= g1)
 
     def _check_no_blocks_in(self, addr: int, nr: int, what: str) -> None:
+        if not any(self._blocks):
+            return
         end = addr + (nr << self._ps)
         for i in range(self._L - 1):
             for g in self._blocks_in(i, addr, end)[:1]:

@@ -29,15 +29,27 @@ TLB_METRICS = ("accesses", "l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_
 
 def simulate(cfg: dict) -> dict:
     """Run one cell. `cfg` is the resolved config as plain dicts (OmegaConf.to_container)."""
+    import gc
+
     import workloads
 
-    system = System.from_config(cfg)
-    page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
-    workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
-    runner = Runner(system, page_size, cfg.get("tlb", {}))
-    for phase in workload.phases():
-        runner.run(phase)
-    return runner.metrics()
+    # The model allocates many small long-lived objects (folios, rmap tuples): the cyclic
+    # collector's generation scans would cost about a quarter of a cell and free nothing
+    # until the cell ends, so it is paused for the run and its garbage collected after.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        system = System.from_config(cfg)
+        page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
+        workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
+        runner = Runner(system, page_size, cfg.get("tlb", {}))
+        for phase in workload.phases():
+            runner.run(phase)
+        return runner.metrics()
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect()
 
 
 def _absolute_paths(wcfg: dict) -> dict:
