@@ -181,9 +181,12 @@ def _group(rows: list, keys: list, metrics: list) -> list:
 
 
 def label(values: dict) -> str:
-    """'k4K p64K mthp': page sizes as k/p, enumerations bare, anything else name=value."""
+    """'k4K p64K mthp': page sizes as k/p, enumerations bare, a zero *_fraction (no mlock,
+    no pin) left out, anything else name=value ('mlock=0.5', 'large_folio_fs=false')."""
     parts = []
     for col, v in values.items():
+        if col.endswith("_fraction") and v == 0:
+            continue
         if col == "kernel_page_size":
             parts.append(f"k{format_size(v)}")
         elif col == "process_page_size":
@@ -194,6 +197,7 @@ def label(values: dict) -> str:
             short = col.split("_", 1)[1] if col.split("_", 1)[0] in ("workload", "memory", "arch",
                                                                      "folio", "tlb", "abi") else col
             shown = format_size(v) if col in SIZE_COLUMNS and isinstance(v, int) else v
+            short = short.removesuffix("_fraction")
             parts.append(f"{short}={str(shown).lower() if isinstance(shown, bool) else shown}")
     return " ".join(parts)
 
@@ -415,13 +419,13 @@ def tradeoff_figure(run: Run, plt):
 
 
 def pagecache_figure(run: Run, plt):
-    panels = _panels(run, "workload_name")
-    fig, axes = plt.subplots(len(panels), 1, figsize=(_width(max(len(g) for _, g in panels)),
-                                                      5 * len(panels)), squeeze=False, layout="constrained")
-    for ax, (title, groups) in zip([a for row in axes for a in row], panels):
-        xlabels, series = _pivot(groups, "folio_pagecache", "pagecache_bytes", 1024)
-        xlabels = [x.replace(f"{title} ", "") for x in xlabels]
-        _bars(ax, xlabels, series, "pagecache_bytes (KiB)")
+    panels = [(title, _pivot(groups, "folio_pagecache", "pagecache_bytes", 1024))
+              for title, groups in _panels(run, "workload_name")]
+    bars = max(len(x) * len(s) for _, (x, s) in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(min(40.0, max(8.0, 0.18 * bars + 3)), 6 * len(panels)),
+                             squeeze=False, layout="constrained")
+    for ax, (title, (xlabels, series)) in zip([a for row in axes for a in row], panels):
+        _bars(ax, [x.removeprefix(f"{title} ") for x in xlabels], series, "pagecache_bytes (KiB)")
         ax.set_title(f"pagecache_policy: {title}" if title else "pagecache_policy")
     return fig
 

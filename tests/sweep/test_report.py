@@ -346,3 +346,14 @@ def test_cells_done_by_an_earlier_run_are_flagged(tmp_path, capsys):
             "rerun the sweep with `sweep.force=true` for a complete one.") in md
     assert capsys.readouterr().err == ("warning: the run reused cells of earlier runs; the report lacks them "
                                        "(see report.md)\n")
+
+
+def test_labels():
+    from sweep.report import label
+
+    assert label({"kernel_page_size": K4, "process_page_size": K64, "folio_anon": "mthp_only"}) == "k4K p64K mthp_only"
+    assert label({"workload_name": "small_files", "workload_large_folio_fs": False, "workload_mlock_fraction": 0.5,
+                  "workload_pin_fraction": 0.0, "folio_pagecache": "drop_reread"}) == \
+        "small_files large_folio_fs=false mlock=0.5 drop_reread"
+    assert label({"memory_fragmentation": 0.0, "workload_working_set": 128 << 20, "tlb_l1_entries": 48}) == \
+        "fragmentation=0.0 working_set=128M l1_entries=48"
