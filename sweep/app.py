@@ -24,8 +24,8 @@ from omegaconf import DictConfig, open_dict
 
 from sweep.execute import RaySession, execute_ray, execute_serial, import_cell_fn
 from sweep.plan import Plan, expand
-from sweep.results import (CellWriter, flatten_config, mark_dead_runs, ok_cell_keys, repair, to_json,
-                           utcnow, write_run)
+from sweep.results import (CellWriter, flatten_config, mark_dead_runs, ok_cell_keys, repair, reused_rows,
+                           to_json, utcnow, write_run)
 from sweep.schema import ConfigError, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -95,7 +95,9 @@ def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment:
     sw = cfg.sweep
     if not sw.force and plan.cells:
         repair(root)
-        plan.done = ok_cell_keys(root, {c.cell_key for c in plan.cells})
+        wanted = {c.cell_key for c in plan.cells}
+        plan.done = ok_cell_keys(root, wanted)
+        plan.reuse = plan.done - ok_cell_keys(root, wanted, experiment=plan.experiment)
     print(plan.summary(), file=out, flush=True)
     if sw.dry_run:
         for cell in plan.cells:
@@ -113,6 +115,7 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
     record = dict(run_id=run_id, experiment=plan.experiment, overrides=to_json(overrides),
                   executor=str(cfg.executor), cells_planned=len(plan.cells),
                   cells_done_before=len(plan.cells) - len(to_run), cells_to_run=len(to_run),
+                  cells_reused=len(plan.reuse),
                   cells_ok=0, cells_failed=0, cells_skipped=len(plan.skipped),
                   cells_excluded=plan.excluded, status="running", exit_status=None,
                   started_at=started, finished_at=None, git_sha=git_sha(),
@@ -124,6 +127,8 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
                   package_versions=package_versions())
     failed = []
     code = 130
+    if plan.reuse:
+        writer.write_table(reused_rows(root, plan.experiment, plan.reuse, run_id))
     batches = _batches(cfg, to_run) if to_run else iter(())
     last_run_write = time.monotonic()
     try:
@@ -154,7 +159,9 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
         print(f"FAILED {row['cell']}: {row['error'].splitlines()[0]}", file=out)
     elapsed = (record["finished_at"] - started).total_seconds()
     print(f"run {run_id}: {record['cells_ok']} ok, {record['cells_failed']} failed, "
-          f"{record['cells_done_before']} already done, {len(plan.skipped)} skipped "
+          f"{record['cells_done_before']} already done"
+          + (f" ({len(plan.reuse)} copied from other experiments)" if plan.reuse else "")
+          + f", {len(plan.skipped)} skipped "
           f"in {elapsed:.1f}s -> {writer.dir}", file=out, flush=True)
     return code
 

@@ -63,6 +63,7 @@ class Plan:
     skipped: list = field(default_factory=list)      # (label, reason): process < kernel
     excluded: int = 0                                # dropped by sweep.exclude
     done: set = field(default_factory=set)           # cell_keys with an ok row already
+    reuse: set = field(default_factory=set)          # ... found only in other experiments
 
     @property
     def to_run(self) -> list:
@@ -70,7 +71,8 @@ class Plan:
 
     def summary(self) -> str:
         n_done = sum(c.cell_key in self.done for c in self.cells)
-        lines = [f"plan {self.experiment}: {len(self.cells)} cells total, {n_done} already done, "
+        reused = f" ({len(self.reuse)} in other experiments: their rows are copied)" if self.reuse else ""
+        lines = [f"plan {self.experiment}: {len(self.cells)} cells total, {n_done} already done{reused}, "
                  f"{len(self.cells) - n_done} to run"
                  + (f", {len(self.skipped)} skipped" if self.skipped else "")
                  + (f", {self.excluded} excluded" if self.excluded else "")]

@@ -38,12 +38,14 @@ PROVENANCE = [
     ("attempts", pa.int64()), ("duration_s", pa.float64()), ("git_sha", pa.string()),
     ("model_version", pa.string()), ("package_versions", pa.string()), ("host", pa.string()),
     ("started_at", pa.timestamp("us", tz="UTC")), ("config_json", pa.string()),
+    ("reused_from", pa.string()),  # run_id whose row this copies (a cell done by another experiment)
 ]
 
 RUN_COLUMNS = [
     ("run_id", pa.string()), ("experiment", pa.string()), ("overrides", pa.string()),
     ("executor", pa.string()), ("cells_planned", pa.int64()), ("cells_done_before", pa.int64()),
-    ("cells_to_run", pa.int64()), ("cells_ok", pa.int64()), ("cells_failed", pa.int64()),
+    ("cells_to_run", pa.int64()), ("cells_reused", pa.int64()), ("cells_ok", pa.int64()),
+    ("cells_failed", pa.int64()),
     ("cells_skipped", pa.int64()), ("cells_excluded", pa.int64()), ("status", pa.string()),
     ("exit_status", pa.int64()), ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")), ("git_sha", pa.string()),
@@ -142,14 +144,17 @@ class CellWriter:
         return self.dir / f"{self.run_id}-{part:05d}.parquet"
 
     def write(self, rows: list) -> None:
-        if not rows:
+        if rows:
+            self.write_table(cells_table(rows))
+
+    def write_table(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
             return
         path = self.part_path(len(self.parts) + 1)
-        table = cells_table(rows)
         write_atomic(table, path)
         self.parts.append(path)
         self.tables.append(table)
-        self.rows_written += len(rows)
+        self.rows_written += table.num_rows
 
     def compact(self) -> None:
         """Merge this run's parts into part 00000 (one file per run and date)."""
@@ -184,9 +189,14 @@ def repair(root: Path) -> int:
     return removed
 
 
-def ok_cell_keys(root: Path, wanted: set | None = None) -> set:
-    """cell_keys that have a row with status ok, in any experiment and date."""
-    files = cell_files(root)
+def _experiment_of(path: str) -> str:
+    return Path(path).parent.parent.name.partition("=")[2]
+
+
+def ok_cell_keys(root: Path, wanted: set | None = None, experiment: str | None = None) -> set:
+    """cell_keys that have a row with status ok, in any date and in any experiment (or in
+    `experiment` only)."""
+    files = [p for p in cell_files(root) if experiment is None or _experiment_of(p) == experiment]
     if not files:
         return set()
     keys = set()
@@ -195,6 +205,36 @@ def ok_cell_keys(root: Path, wanted: set | None = None) -> set:
         ok = t.filter(pc.equal(t["status"], "ok"))["cell_key"].to_pylist()
         keys.update(ok)
     return keys if wanted is None else keys & wanted
+
+
+def reused_rows(root: Path, experiment: str, keys: set, run_id: str) -> pa.Table:
+    """The newest ok row of each cell_key in `keys` from other experiments, as rows of
+    run `run_id` (reused_from = the run that computed it): a cell another experiment
+    already ran is not recomputed, yet every experiment's partition holds a row for each
+    of its planned cells."""
+    tables = []
+    for path in cell_files(root):
+        if _experiment_of(path) == experiment:
+            continue
+        t = pq.read_table(path)
+        t = t.filter(pc.and_(pc.equal(t["status"], "ok"), pc.is_in(t["cell_key"], pa.array(sorted(keys)))))
+        if t.num_rows:
+            tables.append(t)
+    if not tables:
+        return pa.table({})
+    t = pa.concat_tables(tables, promote_options="permissive")
+    t = t.sort_by([("cell_key", "ascending"), ("started_at", "descending")])
+    keys_col = t["cell_key"].to_pylist()
+    first = [i for i, k in enumerate(keys_col) if i == 0 or keys_col[i - 1] != k]
+    t = t.take(first)
+    origin = t["run_id"]
+    t = t.set_column(t.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * t.num_rows, pa.string()))
+    i = t.schema.get_field_index("reused_from")
+    if i >= 0:
+        t = t.set_column(i, "reused_from", origin)
+    else:
+        t = t.append_column("reused_from", origin)
+    return t
 
 
 def write_run(root: Path, date: str, record: dict) -> None:
