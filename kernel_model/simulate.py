@@ -86,6 +86,7 @@ class Runner:
             ph.Map: self._map, ph.Access: self._access, ph.CreateFile: self._create_file,
             ph.ReadFile: self._read_file, ph.MmapFile: self._mmap_file, ph.Fork: self._fork,
             ph.Exec: self._exec, ph.LoadElf: self._load_elf, ph.Mlock: self._mlock, ph.Pin: self._pin,
+            ph.TouchTail: self._touch_tail,
         }.get(type(phase))
         if handler is None:
             raise TypeError(f"simulate: unknown workload phase {phase!r}")
@@ -136,6 +137,25 @@ class Runner:
         ret = pin_user_pages(self.proc.mm, addr, addr + n)
         if ret < 0:
             raise OSError(-ret, f"pinning region {phase.region!r}: {os.strerror(-ret)}")
+
+    def _touch_tail(self, phase) -> None:
+        """Read each kernel page between the kernel-page-rounded EOF and the end of the
+        region's last process page; count the signals (SIGBUS in `sigbus`, via the fault path)."""
+        import signal
+
+        if phase.region not in self.regions:
+            raise KeyError(f"workload uses region {phase.region!r} before mapping it")
+        base, length = self.regions[phase.region]
+        kps, ps = self.system.kernel_page_size, self.page_size
+        start = base + -(-length // kps) * kps
+        end = base + -(-length // ps) * ps
+        for addr in range(start, end, kps):
+            ret = self.proc.touch(addr, write=False)
+            if ret == signal.SIGSEGV:
+                self.signals["sigsegv"] += 1
+            elif ret == signal.SIGBUS:
+                self.signals["sigbus_accesses"] += 1
+            self.signals["tail_touches"] += 1
 
     def _create_file(self, phase) -> None:
         self.system.create_file(phase.path, phase.size, large_folios=phase.large_folios)
@@ -303,6 +323,7 @@ class Runner:
             if k not in out:
                 out[k] = int(v)
         out["sigsegv"] = int(self.signals["sigsegv"])
+        out["tail_touches"] = int(self.signals["tail_touches"])
         for rule, n in sorted(self.elf_reasons.items()):
             out[f"elf_failed_{rule}"] = int(n)
         return out

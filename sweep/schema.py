@@ -123,6 +123,7 @@ class WorkloadConf:
     processes: int = 1
     mlock_fraction: float = 0.0    # of mapped file pages, mlocked (pagecache_policy)
     pin_fraction: float = 0.0      # of mapped file pages, long-term pinned (pagecache_policy)
+    touch_tail: bool = False       # file_set: touch each mapping's last process page past EOF (eof_overhang)
 
 
 @dataclass

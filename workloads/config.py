@@ -42,6 +42,7 @@ class WorkloadConfig:
     processes: int = 1
     mlock_fraction: float = 0.0  # of each large file's pages, mlocked by a holder process
     pin_fraction: float = 0.0  # of each large file's pages, long-term pinned by a holder
+    touch_tail: bool = False  # file_set: also touch each mapped file's last process page past EOF
 
     def describe(self) -> dict:
         """The fields that matter for this kind, sizes spelled as configs spell them."""
@@ -53,6 +54,7 @@ class WorkloadConfig:
             "file_set": (
                 "nr_small_files", "small_file_median", "small_file_sigma", "nr_large_files",
                 "large_file_size", "mmap_fraction", "large_folio_fs", "mlock_fraction", "pin_fraction",
+                "touch_tail",
             ),
             "mixed": (
                 "pattern", "working_set", "accesses", "write_ratio", "zipf_alpha", "nr_small_files",

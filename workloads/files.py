@@ -34,7 +34,8 @@ import numpy as np
 from kernel_model.mm_types import PROT_READ
 from workloads.base import Workload
 from workloads.config import WORKLOAD_PAGE
-from workloads.phases import ACCESS_CHUNK, Access, CreateFile, Exec, Fork, LoadElf, Mlock, MmapFile, Pin, ReadFile
+from workloads.phases import (ACCESS_CHUNK, Access, CreateFile, Exec, Fork, LoadElf, Mlock, MmapFile, Pin, ReadFile,
+                              TouchTail)
 
 # include/uapi/linux/elf.h: ELFMAG "\177ELF", SELFMAG 4; fs/binfmt_elf.c:
 # load_elf_binary() rejects a file whose e_ident does not start with it.
@@ -136,6 +137,8 @@ class FileSetWorkload(Workload):
             region = f"large{j}"
             yield MmapFile(region, path, PROT_READ, shared=False)
             yield from file_touch_phases(region, touched_pages(rng, cfg.large_file_size, cfg.mmap_fraction))
+            if cfg.touch_tail:
+                yield TouchTail(region)
 
 
 def _probe(path: str, nbytes: int) -> bytes:

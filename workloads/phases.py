@@ -149,6 +149,16 @@ class Pin:
 
 
 @dataclass(frozen=True)
+class TouchTail:
+    """Read every kernel page of `region`'s last process page that lies past the end of
+    the file (the overhang a larger process page leaves behind EOF: the thread, Kalesh
+    and Dev 2026-02-26). Empty when the file ends on a process-page boundary. What it
+    hits depends on abi.overhang: SIGBUS, anonymous padding, or the padding VMA."""
+
+    region: str
+
+
+@dataclass(frozen=True)
 class Fork:
     """fork(): the child becomes the current process."""
 
@@ -169,4 +179,4 @@ class LoadElf:
     path: str
 
 
-PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, Fork, Exec, LoadElf)
+PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, Fork, Exec, LoadElf)
