@@ -124,6 +124,7 @@ class WorkloadConf:
     mlock_fraction: float = 0.0    # of mapped file pages, mlocked (pagecache_policy)
     pin_fraction: float = 0.0      # of mapped file pages, long-term pinned (pagecache_policy)
     touch_tail: bool = False       # file_set: touch each mapping's last process page past EOF (eof_overhang)
+    read_before_mmap: bool = False # file_set: read() each large file before mapping it (drop_reread's case)
 
 
 @dataclass

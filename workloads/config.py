@@ -43,6 +43,7 @@ class WorkloadConfig:
     mlock_fraction: float = 0.0  # of each large file's pages, mlocked by a holder process
     pin_fraction: float = 0.0  # of each large file's pages, long-term pinned by a holder
     touch_tail: bool = False  # file_set: also touch each mapped file's last process page past EOF
+    read_before_mmap: bool = False  # file_set: read() each large file whole before mapping it
 
     def describe(self) -> dict:
         """The fields that matter for this kind, sizes spelled as configs spell them."""
@@ -54,7 +55,7 @@ class WorkloadConfig:
             "file_set": (
                 "nr_small_files", "small_file_median", "small_file_sigma", "nr_large_files",
                 "large_file_size", "mmap_fraction", "large_folio_fs", "mlock_fraction", "pin_fraction",
-                "touch_tail",
+                "touch_tail", "read_before_mmap",
             ),
             "mixed": (
                 "pattern", "working_set", "accesses", "write_ratio", "zipf_alpha", "nr_small_files",

@@ -133,6 +133,11 @@ class FileSetWorkload(Workload):
             yield from holder_phases(cfg, paths)
             yield Fork()
             yield Exec(None)
+        if cfg.read_before_mmap:
+            # Cached by read() first (readahead's folios, small ones included), then mapped:
+            # the case where a larger process page meets smaller folios (Dev's drop and re-read).
+            for path in paths:
+                yield ReadFile(path)
         for j, path in enumerate(paths):
             region = f"large{j}"
             yield MmapFile(region, path, PROT_READ, shared=False)
