@@ -77,6 +77,7 @@ class Runner:
         self.elf = Counter()
         self.elf_reasons = Counter()
         self.exited_native_fallbacks = 0
+        self.exited_native = Counter()  # native-table stats of mms that were replaced by execve
 
     # -- phases ---------------------------------------------------------------------
     def run(self, phase) -> None:
@@ -190,6 +191,7 @@ class Runner:
     def _account_exit(self, mm) -> None:
         if mm.native is not None:
             self.exited_native_fallbacks += mm.native.fallbacks
+            self.exited_native.update(mm.native.stats)
 
     # -- accesses -------------------------------------------------------------------
     def _access(self, phase) -> None:
@@ -322,6 +324,12 @@ class Runner:
         for k, v in pc.items():
             if k not in out:
                 out[k] = int(v)
+        native = Counter(self.exited_native)
+        for mm in mms:
+            if mm.native is not None:
+                native.update(mm.native.stats)
+        for k in ("native_rebuilds", "native_invalidations", "native_reclaimed_bytes"):
+            out[k] = int(native[k])
         out["sigsegv"] = int(self.signals["sigsegv"])
         out["tail_touches"] = int(self.signals["tail_touches"])
         for rule, n in sorted(self.elf_reasons.items()):

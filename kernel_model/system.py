@@ -187,6 +187,8 @@ class System:
 
             if shrink(self, 1 << order):
                 folio = self.folio_alloc(order, anon=True)
+        if folio is None and self.reclaim_native_tables(self.kernel_page_size << order):
+            folio = self.folio_alloc(order, anon=True)
         if folio is None:
             return None
         size = self.kernel_page_size << order
@@ -197,6 +199,19 @@ class System:
             self.anon_bytes += size
             self.stats.folios_by_order[order] += 1
         return folio
+
+    def reclaim_native_tables(self, nbytes: int) -> int:
+        """Under memory pressure, discard on-demand native page tables: they are rebuilt from
+        the Linux table on the next walk (the thread: Pedro and David, 2026-02-23, "freely
+        reclaim arm64 MMU page tables once memory pressure hits"). Returns the bytes freed."""
+        freed = 0
+        for proc in self.processes.values():
+            native = getattr(getattr(proc, "mm", None), "native", None)
+            if native is not None and native.mode == "on_demand" and freed < nbytes:
+                freed += native.reclaim(nbytes - freed)
+        if freed:
+            self.stats.count("native_reclaims")
+        return freed
 
     def anon_folio_free(self, folio: Folio) -> None:
         size = folio.size(self.kernel_page_size)
