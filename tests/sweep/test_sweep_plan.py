@@ -131,8 +131,8 @@ def test_cell_key_covers_config_and_model_version_only(conf_dir):
 
 @pytest.mark.parametrize("name,cells,skipped,excluded", [
     ("page_size_tradeoff workload=random", 6, 1, 2),     # one workload of five: 30, 5, 10
-    ("pagecache_policy", 120, 0, 60),
-    ("native_pgtable", 28, 0, 8),
+    ("pagecache_policy", 150, 0, 90),
+    ("native_pgtable", 42, 0, 12),
     ("eof_overhang", 9, 0, 0),
     ("abi_compat", 6, 1, 2),
 ])
