@@ -34,7 +34,7 @@ ROOT = BENCH.parent
 # name -> (script, quick args, full args). Quick sizes keep the whole run to a few minutes
 # on 2 cores; --full uses each bench's defaults (the issue sizes) plus the larger memory points.
 BENCHES = {
-    "engine": ("bench_engine.py", ["--cells", "100", "--spin-cells", "8", "--spin-s", "0.5"],
+    "engine": ("bench_engine.py", ["--cells", "100", "--spin-cells", "12", "--spin-s", "1.0"],
                ["--cells", "200", "--spin-cells", "16", "--spin-s", "1.0"]),
     "tlb": ("bench_tlb.py", ["--n", "20000000", "--naive-n", "500000"], []),
     "pgtable": ("bench_pgtable.py", ["--repeat", "5"], ["--repeat", "9"]),
