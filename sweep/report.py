@@ -378,8 +378,11 @@ def mthp_gap_figure(run: Run, plt):
     else:                              # e.g. kernel=64k pinned: nothing to normalise to
         _bars(top, labels, {"walk_mem_refs": [r[1] for r in rows], "l2_tlb_misses": [r[3] for r in rows]}, "count")
         top.set_title("mthp_gap: translation cost per configuration (no k4K p4K base cell in this run)")
-    _bars(bottom, labels, {"pgtable_bytes_linux": [None if r[5] is None else r[5] / 1024 for r in rows]},
-          "Linux page tables (KiB)")
+    native = [metric(g, "pgtable_bytes_native") for g in run.groups]
+    series = {"pgtable_bytes_linux": [None if r[5] is None else r[5] / 1024 for r in rows]}
+    if any(native):  # the proposal's second table: its bytes beside the Linux table's
+        series["pgtable_bytes_native"] = [None if v is None else v / 1024 for v in native]
+    _bars(bottom, labels, series, "page tables (KiB)")
     return fig
 
 
