@@ -49,23 +49,29 @@ def folio_mlock_recount(folio: Folio) -> None:
     folio.mlock_count = len(locked)
 
 
-def unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
-    """Drop folio's rmap entries of mm inside [start, end); returns the pages unmapped."""
+def _rmap_cut(folio: Folio, mm: Mm, start: int, end: int):
+    """folio.rmap with mm's entries cut at start and end, in order: (entry, inside) pairs,
+    inside True for the pieces within [start, end)."""
     kps = mm.system.kernel_page_size
-    kept, dropped = [], 0
     for entry in folio.rmap:
         emm, addr, first, nr = entry
         eend = addr + nr * kps
         if emm is not mm or eend <= start or addr >= end:
-            kept.append(entry)
+            yield entry, False
             continue
         lo, hi = max(addr, start), min(eend, end)
         if lo > addr:
-            kept.append((emm, addr, first, (lo - addr) // kps))
+            yield (emm, addr, first, (lo - addr) // kps), False
+        yield (emm, lo, first + (lo - addr) // kps, (hi - lo) // kps), True
         if hi < eend:
-            kept.append((emm, hi, first + (hi - addr) // kps, (eend - hi) // kps))
-        dropped += (hi - lo) // kps
-    folio.rmap = kept
+            yield (emm, hi, first + (hi - addr) // kps, (eend - hi) // kps), False
+
+
+def unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
+    """Drop folio's rmap entries of mm inside [start, end); returns the pages unmapped."""
+    pieces = list(_rmap_cut(folio, mm, start, end))
+    folio.rmap = [e for e, inside in pieces if not inside]
+    dropped = sum(e[3] for e, inside in pieces if inside)
     folio.mapcount -= dropped
     if dropped and folio.mlock_count:
         folio_mlock_recount(folio)  # mm/rmap.c folio_remove_rmap_ptes() -> munlock_vma_folio()
@@ -75,21 +81,8 @@ def unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
 def rmap_move(mm: Mm, folio: Folio, start: int, end: int, delta: int) -> None:
     """mremap: the rmap entries of mm inside [start, end) move by delta (an entry straddling
     an edge is split there first)."""
-    kps = mm.system.kernel_page_size
-    out = []
-    for entry in folio.rmap:
-        emm, addr, first, nr = entry
-        eend = addr + nr * kps
-        if emm is not mm or eend <= start or addr >= end:
-            out.append(entry)
-            continue
-        lo, hi = max(addr, start), min(eend, end)
-        if lo > addr:
-            out.append((emm, addr, first, (lo - addr) // kps))
-        out.append((emm, lo + delta, first + (lo - addr) // kps, (hi - lo) // kps))
-        if hi < eend:
-            out.append((emm, hi, first + (hi - addr) // kps, (eend - hi) // kps))
-    folio.rmap = out
+    folio.rmap = [(e[0], e[1] + delta, e[2], e[3]) if inside else e
+                  for e, inside in _rmap_cut(folio, mm, start, end)]
 
 
 def folio_put_if_unused(system, folio: Folio) -> None:
