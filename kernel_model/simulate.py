@@ -65,11 +65,15 @@ class Runner:
     """Interprets workload phases against one System (see workloads/phases.py)."""
 
     def __init__(self, system: System, page_size: int, tlb_cfg: dict):
-        from .tlb import TlbConfig
+        from .tlb import TlbConfig, TlbState
 
         self.system = system
         self.page_size = page_size
         self.tlb_cfg = TlbConfig.from_cfg(tlb_cfg)
+        # One core's translation hardware for the whole run: the access phases of one
+        # process continue where the last left off; a switch to another mm (fork, exec)
+        # empties the TLBs and walk cache and keeps the data caches.
+        self.tlb_state = TlbState(self.tlb_cfg)
         self.proc = system.execve(page_size=page_size)
         self.regions: dict[str, tuple[int, int]] = {}  # name -> (addr, length), for the current process
         self.tlb = Counter()
@@ -172,12 +176,14 @@ class Runner:
 
     def _fork(self, phase) -> None:
         self.proc = self.proc.fork()
+        self.tlb_state.flush_tlb()
 
     def _exec(self, phase) -> None:
         self._account_exit(self.proc.mm)
         size = self.page_size if phase.page_size is None else phase.page_size
         self.proc.execve(page_size=size)
         self.regions = {}
+        self.tlb_state.flush_tlb()
 
     def _load_elf(self, phase) -> None:
         from .binfmt_elf import check_elf
@@ -280,7 +286,7 @@ class Runner:
         table = mm.native if mm.native is not None else None
         lookup = table.hw_lookup(addrs) if table is not None else mm.pgtable.lookup(addrs)
         counts = simulate_tlb(addrs, lookup, self.tlb_cfg, is_write=is_write,
-                              kernel_page_shift=self.system.kgeom.page_shift)
+                              kernel_page_shift=self.system.kgeom.page_shift, state=self.tlb_state)
         for k, v in counts.items():
             self.tlb[k] += int(v)
 

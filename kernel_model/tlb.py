@@ -263,7 +263,25 @@ def _kernel_params(cfg: TlbConfig, kernel_page_shift: int) -> np.ndarray:
     return p
 
 
-def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None) -> dict:
+class TlbState:
+    """The translation hardware's contents (TLBs, walk cache, L1D/L2D) for one TlbConfig,
+    carried from one simulate_tlb() call to the next, as a core keeps them between two
+    stretches of one program's accesses. `flush_tlb()` empties the TLBs and the walk cache
+    (a switch to another address space) and keeps the data caches."""
+
+    def __init__(self, cfg: TlbConfig):
+        if not isinstance(cfg, TlbConfig):
+            raise ValueError(f"TlbState: cfg must be a TlbConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.arrays = tlb_cache.tlb_state_new(_kernel_params(cfg, 0))
+
+    def flush_tlb(self) -> None:
+        fresh = tlb_cache.tlb_state_new(_kernel_params(self.cfg, 0))
+        self.arrays = fresh[:3] + self.arrays[3:5] + fresh[5:]
+
+
+def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None,
+                 state: TlbState | None = None) -> dict:
     """Translate the access stream `addrs` whose final-state walks are `lookup`.
 
     kernel_page_shift: the kernel's PAGE_SHIFT (the unit of lookup.pfn); needed to
@@ -276,6 +294,9 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
     pgtable_l1d_misses, pgtable_l2d_misses (page-table lines not in L1D / L2D),
     data_l1d_misses, data_l2d_misses, not_present, write_accesses, and tlb_cycles =
     accesses * l1.latency + l1_tlb_misses * l2.latency + walk_cycles.
+
+    state: a TlbState to start from and leave the hardware's contents in (None: start
+    empty, as one call on a cold core).
     """
     if not isinstance(cfg, TlbConfig):
         raise ValueError(f"simulate_tlb: cfg must be a TlbConfig (TlbConfig.from_cfg(cfg.tlb)), got {type(cfg).__name__}")
@@ -294,8 +315,12 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
             raise ValueError("simulate_tlb: pass kernel_page_shift= (the kernel's PAGE_SHIFT, the unit "
                              "of lookup.pfn) to place data lines, or set tlb.model_data_lines: false")
         kps = _int(kernel_page_shift, "kernel_page_shift", minimum=MIN_SHIFT)
+    if state is None:
+        state = TlbState(cfg)
+    elif state.cfg is not cfg:
+        raise ValueError("simulate_tlb: state was made for another TlbConfig")
     out = tlb_cache.tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc,
-                            _kernel_params(cfg, kps))
+                            _kernel_params(cfg, kps), state.arrays)
     c = tlb_cache
     res = {
         "accesses": n,
@@ -317,4 +342,4 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
     return res
 
 
-__all__ = ["TlbConfig", "TlbLevel", "DataCache", "simulate_tlb", "REPLACEMENT_POLICIES"]
+__all__ = ["TlbConfig", "TlbLevel", "DataCache", "TlbState", "simulate_tlb", "REPLACEMENT_POLICIES"]

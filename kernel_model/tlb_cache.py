@@ -287,7 +287,24 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
 
 
 @njit(cache=True)
-def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
+def tlb_state_new(params):
+    """Empty L1/L2 TLB, walk cache and L1D/L2D for params: a tuple of int64 arrays that
+    tlb_run() updates in place, so a caller can carry the hardware's state from one
+    access stream to the next."""
+    l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
+    l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
+    l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
+    l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
+    fa1k, fa1p, fa1n, fa1t, fa1m = fa_new(l1_ways if l1_fa else 1)
+    fa2k, fa2p, fa2n, fa2t, fa2m = fa_new(l2_ways if l2_fa else 1)
+    return (cache_new(l1_sets, l1_ways), cache_new(l2_sets, l2_ways),
+            cache_new(params[P_WC_SETS], params[P_WC_WAYS]),
+            cache_new(params[P_D1_SETS], params[P_D1_WAYS]), cache_new(params[P_D2_SETS], params[P_D2_WAYS]),
+            fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
+
+
+@njit(cache=True)
+def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
     addrs int64[n], present bool[n], pfn int64[n], base_shift/leaf_shift int8[n],
@@ -318,13 +335,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params):
     n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = np.int64(0)
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
-    fa1k, fa1p, fa1n, fa1t, fa1m = fa_new(l1_ways if l1_fa else 1)
-    fa2k, fa2p, fa2n, fa2t, fa2m = fa_new(l2_ways if l2_fa else 1)
-    l1 = cache_new(l1_sets, l1_ways)
-    l2 = cache_new(l2_sets, l2_ways)
-    wc = cache_new(wc_sets, wc_ways)
-    d1 = cache_new(params[P_D1_SETS], params[P_D1_WAYS])
-    d2 = cache_new(params[P_D2_SETS], params[P_D2_WAYS])
+    (l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
     nlev = desc.shape[1]
     prev_key = EMPTY
     prev_line = EMPTY

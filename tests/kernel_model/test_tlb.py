@@ -516,3 +516,43 @@ def test_walk_work_orders_64k_16k_4k_on_real_tables():
         cycles.append(res["walk_cycles"])
     assert refs == sorted(refs) and len(set(refs)) == 3
     assert cycles == sorted(cycles) and len(set(cycles)) == 3
+
+
+def _split(lk, lo, hi):
+    return FakeLookup(lk.present[lo:hi], lk.pfn[lo:hi], lk.base_shift[lo:hi], lk.leaf_shift[lo:hi],
+                      lk.desc_addr[lo:hi])
+
+
+@pytest.mark.parametrize("cut", [1, 4999, 15000])
+def test_a_stream_in_pieces_with_one_state_counts_as_one_stream(cut):
+    """TlbState carries the hardware across calls: two calls give the one call's counts,
+    while a fresh state per call (a cold core) gives more misses."""
+    from kernel_model.tlb import TlbState
+
+    cfg = load_cfg("neoverse_n1")
+    addrs = stream("zipf", 30000, 3000, seed=5)
+    lk = make_lookup(addrs)
+    whole = simulate_tlb(addrs, lk, cfg, kernel_page_shift=12)
+    state = TlbState(cfg)
+    a = simulate_tlb(addrs[:cut], _split(lk, 0, cut), cfg, kernel_page_shift=12, state=state)
+    b = simulate_tlb(addrs[cut:], _split(lk, cut, None), cfg, kernel_page_shift=12, state=state)
+    assert {k: a[k] + b[k] for k in whole} == whole
+    cold = simulate_tlb(addrs[cut:], _split(lk, cut, None), cfg, kernel_page_shift=12)
+    assert cold["l1_tlb_misses"] >= b["l1_tlb_misses"]
+    if cut > 1:
+        assert cold["l2_tlb_misses"] > b["l2_tlb_misses"]
+
+
+def test_flush_tlb_keeps_the_data_caches():
+    from kernel_model.tlb import TlbState
+
+    cfg = load_cfg("neoverse_n1")
+    addrs = stream("sequential", 2000, 200, seed=1)
+    lk = make_lookup(addrs)
+    state = TlbState(cfg)
+    simulate_tlb(addrs, lk, cfg, kernel_page_shift=12, state=state)
+    state.flush_tlb()
+    again = simulate_tlb(addrs, lk, cfg, kernel_page_shift=12, state=state)
+    cold = simulate_tlb(addrs, lk, cfg, kernel_page_shift=12)
+    assert again["l1_tlb_misses"] == cold["l1_tlb_misses"] > 0
+    assert again["tlb_data_l1d_misses"] < cold["tlb_data_l1d_misses"]
