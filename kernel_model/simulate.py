@@ -61,6 +61,13 @@ def _absolute_paths(wcfg: dict) -> dict:
     return wcfg
 
 
+class _Whole:
+    """A whole region, for _region_range()."""
+
+    def __init__(self, region: str):
+        self.region, self.offset, self.length = region, 0, None
+
+
 class Runner:
     """Interprets workload phases against one System (see workloads/phases.py)."""
 
@@ -80,6 +87,7 @@ class Runner:
         self.signals = Counter()
         self.elf = Counter()
         self.elf_reasons = Counter()
+        self.abi = Counter()  # pagemap and userfaultfd probe counts
         self.exited_native_fallbacks = 0
         self.exited_native = Counter()  # native-table stats of mms that were replaced by execve
 
@@ -91,7 +99,7 @@ class Runner:
             ph.Map: self._map, ph.Access: self._access, ph.CreateFile: self._create_file,
             ph.ReadFile: self._read_file, ph.MmapFile: self._mmap_file, ph.Fork: self._fork,
             ph.Exec: self._exec, ph.LoadElf: self._load_elf, ph.Mlock: self._mlock, ph.Pin: self._pin,
-            ph.TouchTail: self._touch_tail,
+            ph.TouchTail: self._touch_tail, ph.ReadPagemap: self._read_pagemap, ph.UffdFill: self._uffd_fill,
         }.get(type(phase))
         if handler is None:
             raise TypeError(f"simulate: unknown workload phase {phase!r}")
@@ -161,6 +169,33 @@ class Runner:
             elif ret == signal.SIGBUS:
                 self.signals["sigbus_accesses"] += 1
             self.signals["tail_touches"] += 1
+
+    def _read_pagemap(self, phase) -> None:
+        """/proc/self/pagemap over the region, one entry per process page (pagemap.py
+        counts the entries whose PFN is in kernel pages of another size)."""
+        from .pagemap import PM_PRESENT
+
+        addr, length = self._region_range(_Whole(phase.region))
+        entries = self.proc.read_pagemap(self.proc.pid, addr, length // self.page_size)
+        if isinstance(entries, int):
+            raise OSError(-entries, f"reading pagemap of region {phase.region!r}: {os.strerror(-entries)}")
+        self.abi["pagemap_entries"] += len(entries)
+        self.abi["pagemap_present"] += sum(1 for e in entries if e & PM_PRESENT)
+
+    def _uffd_fill(self, phase) -> None:
+        """Register the region (MISSING) and fill it by UFFDIO_COPY, one process page each."""
+        addr, length = self._region_range(_Whole(phase.region))
+        fd = self.proc.userfaultfd()
+        ret = self.proc.uffdio_register(fd, addr, length)
+        if ret < 0:
+            raise OSError(-ret, f"UFFDIO_REGISTER of region {phase.region!r}: {os.strerror(-ret)}")
+        ps, kps = self.page_size, self.system.kernel_page_size
+        for a in range(addr, addr + length - length % ps, ps):
+            ret = self.proc.uffdio_copy(fd, a, bytes(ps), ps)
+            if ret < 0:
+                raise OSError(-ret, f"UFFDIO_COPY at {a:#x}: {os.strerror(-ret)}")
+            self.abi["uffd_copies"] += 1
+            self.abi["uffd_kernel_pages"] += ps // kps
 
     def _create_file(self, phase) -> None:
         self.system.create_file(phase.path, phase.size, large_folios=phase.large_folios)
@@ -321,6 +356,7 @@ class Runner:
         )
         out["total_bytes"] = (out["anon_bytes"] + out["pagecache_bytes"] + out["pgtable_bytes_linux"]
                               + out["pgtable_bytes_native"] + out["padding_bytes"])
+        out["pagemap_pfn_unit_mismatch"] = int(ev["pagemap_pfn_unit_mismatch"])
         # Extras: event counters and folio orders, prefixed so they never clash with the contract.
         for k, v in sorted(ev.items()):
             if k not in out:
@@ -338,6 +374,8 @@ class Runner:
             out[k] = int(native[k])
         out["sigsegv"] = int(self.signals["sigsegv"])
         out["tail_touches"] = int(self.signals["tail_touches"])
+        for k in ("pagemap_entries", "pagemap_present", "uffd_copies", "uffd_kernel_pages"):
+            out[k] = int(self.abi[k])
         for rule, n in sorted(self.elf_reasons.items()):
             out[f"elf_failed_{rule}"] = int(n)
         return out

@@ -57,7 +57,8 @@ QUESTIONS = {  # DESIGN.md, "The questions it answers", shortened
                         "what pins and mlock do to each.",
     "native_pgtable": "The cost of a second (native) page table per mm: memory, translation work, fallbacks.",
     "eof_overhang": "A 64K process maps a 12K file: SIGBUS, anonymous padding on fault, or an extra VMA.",
-    "abi_compat": "What breaks: ELF p_align / segment congruence of real binaries under a larger page size.",
+    "abi_compat": "What breaks: ELF p_align / segment congruence of real binaries under a larger page size; "
+                  "pagemap PFN units; userfaultfd granularity.",
 }
 
 

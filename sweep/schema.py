@@ -209,7 +209,7 @@ CHOICES = {
     "arch.native_pgtable": ("off", "mirror", "on_demand"),
     "abi.overhang": ("anon_fault", "sigbus", "anon_vma"),
     "tlb.replacement": ("lru", "fifo"),
-    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed"),
+    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe"),
     "workload.pattern": ("sequential", "uniform", "zipf", "strided"),
 }
 

@@ -9,6 +9,7 @@ Same config and seed => the same phases, every time phases() is called.
 
 from __future__ import annotations
 
+from workloads.abi_probe import AbiProbeWorkload
 from workloads.base import Workload
 from workloads.config import WorkloadConfig, parse_workload_config
 from workloads.files import ElfTreeWorkload, FileSetWorkload, FileTreeWorkload
@@ -23,6 +24,7 @@ _BY_KIND = {
     "file_tree": FileTreeWorkload,
     "elf_tree": ElfTreeWorkload,
     "mixed": MixedWorkload,
+    "abi_probe": AbiProbeWorkload,
 }
 
 

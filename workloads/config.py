@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 from kernel_model.units import format_size, parse_size
 
-KINDS = ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed")
+KINDS = ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe")
 PATTERNS = ("sequential", "uniform", "zipf", "strided")
 
 # Zipf and file touches are drawn over pages of this size: the smallest arm64
@@ -57,6 +57,7 @@ class WorkloadConfig:
                 "large_file_size", "mmap_fraction", "large_folio_fs", "mlock_fraction", "pin_fraction",
                 "touch_tail", "read_before_mmap",
             ),
+            "abi_probe": ("working_set",),
             "mixed": (
                 "pattern", "working_set", "accesses", "write_ratio", "zipf_alpha", "nr_small_files",
                 "small_file_median", "small_file_sigma", "nr_large_files", "large_file_size",

@@ -159,6 +159,24 @@ class TouchTail:
 
 
 @dataclass(frozen=True)
+class ReadPagemap:
+    """The current process reads its own /proc/self/pagemap over `region`: one 8-byte
+    entry per page of ITS page size, carrying kernel-page PFNs (fs/proc/task_mmu.c) - the
+    unit mismatch the thread names (Kalesh, 2026-02-26)."""
+
+    region: str
+
+
+@dataclass(frozen=True)
+class UffdFill:
+    """Register `region` with userfaultfd (MISSING mode) and fill it one process page at
+    a time with UFFDIO_COPY, as a userfaultfd-based allocator or live migration does: on a
+    4K kernel a 64K process's copy installs 16 kernel pages (the thread: Dev, 2026-02-26)."""
+
+    region: str
+
+
+@dataclass(frozen=True)
 class Fork:
     """fork(): the child becomes the current process."""
 
@@ -179,4 +197,5 @@ class LoadElf:
     path: str
 
 
-PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, Fork, Exec, LoadElf)
+PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, ReadPagemap, UffdFill, Fork,
+               Exec, LoadElf)

@@ -134,7 +134,7 @@ def test_cell_key_covers_config_and_model_version_only(conf_dir):
     ("pagecache_policy", 150, 0, 90),
     ("native_pgtable", 42, 0, 12),
     ("eof_overhang", 9, 0, 0),
-    ("abi_compat", 6, 1, 2),
+    ("abi_compat", 12, 2, 4),
 ])
 def test_other_experiments_expand(conf_dir, name, cells, skipped, excluded):
     """Every shipped experiment plans (workload groups stood in by the schema default)."""

@@ -67,7 +67,7 @@ def test_every_conf_workload_builds():
     conf = pathlib.Path(__file__).resolve().parents[2] / "conf" / "workload"
     names = sorted(p.stem for p in conf.glob("*.yaml"))
     assert names == [
-        "elf_tree", "eof_files", "file_tree", "mixed", "random", "read_then_map", "sequential", "small_files",
+        "abi_probe", "elf_tree", "eof_files", "file_tree", "mixed", "random", "read_then_map", "sequential", "small_files",
         "strided", "trace", "zipf",
     ]
     for p in conf.glob("*.yaml"):
