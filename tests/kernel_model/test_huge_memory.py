@@ -8,41 +8,17 @@ Layouts are drawn per kernel page of a VMA; one letter per page names the folio 
 
 import pytest
 
-from kernel_model import System
 from kernel_model.abi import (MADV_DONTNEED, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
                               MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE)
 from kernel_model.huge_memory import anon_fault_orders, anon_granule_order
 from kernel_model.memory import OutOfMemory
+from tests.kernel_model.mmdraw import folio_at, layout, proc
 
 K = 1024
 M = 1 << 20
 BASE = 0x40000000  # 1G: aligned to every folio and PMD size used here
 RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
-
-
-def proc(kernel="4K", page="4K", memory="64M", **knobs):
-    s = System(kernel, memory, **knobs)
-    return s, s.execve(page_size=page)
-
-
-def layout(p, addr, nr):
-    """One letter per kernel page: folios named A, B, ... in order of first appearance."""
-    s = p.system
-    pfn, _, heads = p.mm.pgtable.read_ptes(addr, nr)
-    names, out = {}, []
-    for pf, h in zip(pfn.tolist(), heads.tolist()):
-        if pf < 0:
-            out.append(".")
-        elif s.zero_folio is not None and h == s.zero_folio.pfn:
-            out.append("z")
-        else:
-            out.append(names.setdefault(h, chr(ord("A") + len(names))))
-    return "".join(out)
-
-
-def folio_at(p, addr):
-    return p.system.pfn_folio(p.mm.pgtable.pte_get(addr)[0])
 
 
 # -- order choice ------------------------------------------------------------------------

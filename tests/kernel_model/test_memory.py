@@ -11,9 +11,9 @@ import signal
 
 import pytest
 
-from kernel_model import System
 from kernel_model.abi import (MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED,
                               MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE)
+from tests.kernel_model.mmdraw import folio_at, layout, proc
 
 K = 1024
 M = 1 << 20
@@ -22,32 +22,6 @@ RW = PROT_READ | PROT_WRITE
 ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
 MATRIX = [("4K", "4K"), ("4K", "16K"), ("4K", "64K"), ("16K", "16K")]
 SIZES = {"4K": 4 * K, "16K": 16 * K, "64K": 64 * K}
-
-
-def proc(kernel="4K", page="4K", memory="64M", **knobs):
-    s = System(kernel, memory, **knobs)
-    return s, s.execve(page_size=page)
-
-
-def layout(p, addr, nr):
-    s = p.system
-    pfn, _, heads = p.mm.pgtable.read_ptes(addr, nr)
-    names, out = {}, []
-    for pf, h in zip(pfn.tolist(), heads.tolist()):
-        folio = s.folios.get(h)
-        if pf < 0:
-            out.append(".")
-        elif s.zero_folio is not None and h == s.zero_folio.pfn:
-            out.append("z")
-        elif folio is not None and folio.padding:
-            out.append("p")
-        else:
-            out.append(names.setdefault(h, chr(ord("A") + len(names))))
-    return "".join(out)
-
-
-def folio_at(p, addr):
-    return p.system.pfn_folio(p.mm.pgtable.pte_get(addr)[0])
 
 
 def prots(p, addr, nr):
