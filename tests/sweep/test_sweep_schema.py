@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from sweep.app import CONF_DIR
-from sweep.schema import Config, ConfigError, check_page_size_order, validate_values
+from sweep.schema import Config, ConfigError, check_page_size_order, page_sizes, validate_values
 
 
 def default_config(**changes):
@@ -36,7 +36,16 @@ def test_defaults_are_valid():
 
 
 def test_bytes_are_a_page_size():
-    validate_values(default_config(kernel__page_size="65536", process__page_size="kernel"))
+    """A page size may be written in bytes: it validates and resolves to the same sizes
+    as "64K" / "16K", and "kernel" follows the kernel's."""
+    cfg = default_config(kernel__page_size="65536", process__page_size="kernel")
+    validate_values(cfg)
+    check_page_size_order(cfg)
+    assert page_sizes(cfg) == (65536, 65536)
+    cfg = default_config(kernel__page_size="16384", process__page_size="65536")
+    validate_values(cfg)
+    check_page_size_order(cfg)
+    assert page_sizes(cfg) == (16384, 65536)
 
 
 @pytest.mark.parametrize("key,value,message", [
