@@ -41,7 +41,8 @@ def test_offset_must_be_aligned_to_the_process_page(proc):
     # one kernel page: fine when the process page is the kernel page, -EINVAL otherwise
     expect_ok = ps == kps
     got = proc.mmap(0, ps, PROT_READ, MAP_PRIVATE, fd, kps)
-    assert (got > 0) == expect_ok and (expect_ok or got == -errno.EINVAL)
+    # the first mapping of this mm lands top-down, one process page below mmap_base
+    assert got == (proc.mm.mmap_base - ps if expect_ok else -errno.EINVAL)
     addr = proc.mmap(0, ps, PROT_READ, MAP_PRIVATE, fd, 2 * ps)
     assert proc.mm.vmas.find(addr).pgoff == 2 * ps // kps  # vm_pgoff in kernel pages
 
@@ -107,9 +108,11 @@ def test_file_access_modes(proc):
     wo = proc.open("/ro", os.O_WRONLY)
     assert proc.mmap(0, ps, RW, MAP_SHARED, ro, 0) == -errno.EACCES        # LTP mmap06
     assert proc.mmap(0, ps, PROT_READ, MAP_PRIVATE, wo, 0) == -errno.EACCES  # LTP mmap07
-    assert proc.mmap(0, ps, RW, MAP_PRIVATE, ro, 0) > 0  # private write is COW: allowed
+    # the mappings that succeed stack top-down below mmap_base, one process page each
+    top = proc.mm.mmap_base
+    assert proc.mmap(0, ps, RW, MAP_PRIVATE, ro, 0) == top - ps  # private write is COW: allowed
     assert proc.mmap(0, ps, PROT_READ, MAP_SHARED_VALIDATE | MAP_SYNC, ro, 0) == -errno.EOPNOTSUPP
-    assert proc.mmap(0, ps, PROT_READ, MAP_SHARED | MAP_SYNC, ro, 0) > 0  # legacy mask drops MAP_SYNC
+    assert proc.mmap(0, ps, PROT_READ, MAP_SHARED | MAP_SYNC, ro, 0) == top - 2 * ps  # legacy mask drops MAP_SYNC
     assert proc.open("/nope") == -errno.ENOENT
     assert proc.close(ro) == 0 and proc.close(ro) == -errno.EBADF
 

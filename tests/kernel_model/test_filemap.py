@@ -237,7 +237,10 @@ def test_reading_more_than_memory_reclaims_page_cache():
     for f in files:
         assert filemap_read(s, f, 0, f.size) == f.size
     m = pagecache_metrics(s)
-    assert m["pagecache_evictions"] > 0
+    # 96M of files through 64M of RAM: the cache holds at most 64M, so at least 32M were
+    # evicted. The exact amount depends on when reclaim ran and on the folio sizes
+    # readahead chose, so a bound is all first principles give.
+    assert s.stats.events["pagecache_evicted_bytes"] >= (96 << 20) - (64 << 20)
     assert m["pagecache_bytes"] == sum(f.size for f in files) - s.stats.events["pagecache_evicted_bytes"]
     assert layout(files[-1])[-1][0] * 4096 < files[-1].size  # the last file is still cached
     assert sum(fo.nr_pages for fo in filemap_get_folios(files[-1].mapping, 0, 1 << 40)) == 2048

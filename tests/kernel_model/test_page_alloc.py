@@ -444,6 +444,8 @@ def test_deferral_changes_no_result():
         check_tiling(pa)
         runs.append((results, moves, pa.stats, free_lists(pa)))
     assert runs[0] == runs[1]
+    # The seeded stream must reach both compaction outcomes, or the equality above would not
+    # cover the deferral path; how often each happens is the seeded stream's, not knowable by hand.
     assert runs[0][2]["compact_success"] > 0 and runs[0][2]["compact_fail"] > 0
 
 
