@@ -19,11 +19,11 @@ def test_reclaim_frees_on_demand_tables_and_the_walk_rebuilds_them():
     p.mm.native.hw_lookup(walk)
     built = p.mm.native.bytes
     # The 64K native geometry at 48-bit VA has 3 levels (levels = (48 - 4) // (16 - 3)):
-    # a PGD of 1 << (48 - 42) = 64 entries (512 bytes), then PMD and PTE tables of 8192
+    # a top table of 1 << (48 - 42) = 64 entries (512 bytes), then PMD and PTE tables of 8192
     # entries (64K each). mmap places the 8M top-down just below mmap_base = 2**48 - 128M,
     # inside one 512M native leaf span: one PMD table and one PTE table are built.
     assert built == 64 * 8 + 2 * 8192 * 8 and p.mm.native.native_rebuilds == 1
-    # Reclaim discards that span's PTE table and the PMD table it leaves empty; the PGD stays.
+    # Reclaim discards that span's PTE table and the PMD table it leaves empty; the top table stays.
     assert s.reclaim_native_tables(1) == 2 * 8192 * 8
     assert p.mm.native.stats["native_reclaimed_bytes"] == 2 * 8192 * 8
     assert p.mm.native.bytes == 64 * 8
