@@ -2,10 +2,10 @@
 
     simulate(cfg) -> {"accesses": ..., "walk_mem_refs": ..., "total_bytes": ...}
 
-It builds a System from the config (the DESIGN.md config contract), starts one process
+It builds a System from the config (the config contract of docs/design.md), starts one process
 with the configured personality page size, runs the workload's phases through the
 syscall ABI and the fault path, feeds every access stream to the TLB model over the page
-table the hardware walks, and reports the metrics of DESIGN.md. A pure function of its
+table the hardware walks, and reports the metrics of docs/design.md. A pure function of its
 input: the same config gives the same dict, serially or in a Ray worker.
 """
 

@@ -105,7 +105,7 @@ class System:
     # -- configuration ----------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: dict) -> "System":
-        """Build from a resolved config dict (the DESIGN.md config contract)."""
+        """Build from a resolved config dict (the config contract of docs/design.md)."""
         folio = cfg.get("folio", {})
         arch = cfg.get("arch", {})
         policy = Policy(

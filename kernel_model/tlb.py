@@ -1,6 +1,6 @@
 """The translation hardware: L1 dTLB, L2 TLB, walk cache, page-table lines in L1D/L2D.
 
-This is "the hardware" of the model (DESIGN.md: tlb.py); the kernel counterparts that
+This is "the hardware" of the model (docs/design.md: tlb.py); the kernel counterparts that
 define what it caches are:
 
 - arch/arm64/include/asm/pgtable-hwdef.h: PTE_CONT ("Contiguous range"), the hint that
@@ -20,7 +20,7 @@ addr >> shift and the set is tag % sets.  The stored key is (tag << 6) | shift: 
 are < 64, so two entries of different sizes never compare equal even when their tags
 do (a 4K entry for page 0x10 and a 64K entry for run 0x10 share tag 0x10).
 
-Order of events per access (DESIGN.md "TLB defaults"):
+Order of events per access (docs/design.md, "Facts the model encodes"):
   L1 hit -> done.  L1 miss -> L2 lookup; L2 hit -> fill L1.  L2 miss -> walk, fill L2
   and L1.  An access to a page that is not present: one L1 miss, one L2 miss, one walk
   (as far as the table goes), no fill; the fault itself is modelled in memory.py.
@@ -290,7 +290,7 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
     tlb_write_accesses.
 
     Returns ints: accesses, l1_tlb_misses, l2_tlb_misses, walks, walk_mem_refs,
-    walk_cycles (DESIGN.md metrics) and extras prefixed tlb_: walk_cache_hits,
+    walk_cycles (docs/design.md metrics) and extras prefixed tlb_: walk_cache_hits,
     pgtable_l1d_misses, pgtable_l2d_misses (page-table lines not in L1D / L2D),
     data_l1d_misses, data_l2d_misses, not_present, write_accesses, and tlb_cycles =
     accesses * l1.latency + l1_tlb_misses * l2.latency + walk_cycles.

@@ -1,6 +1,7 @@
 """The native page table: the proposal's second, per-mm table in the process geometry.
 
-Counterpart: the per-process page size proposal (reference/per-process-page-size-thread.txt).
+Counterpart: the per-process page size proposal (linux-mm thread "[LSF/MM/BPF TOPIC]
+Per-process page size", <20260217145026.3880286-1-dev.jain@arm.com>; docs/design.md).
 Dev Jain, 2026-02-17: every Linux-pgtable operation (set_ptes, clear_flush_ptes,
 modify_prot_start_ptes, ...) of a process with a larger page size covers whole process
 pages and becomes native entries; one that is not translatable falls back to the Linux
