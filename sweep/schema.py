@@ -5,11 +5,12 @@ Two layers catch a bad config before anything runs:
 - composition: every group merges into the dataclasses below, registered in Hydra's
   ConfigStore as ``base_config``; a misspelt key or a value of the wrong type fails
   there, with Hydra's message naming the key;
-- ``validate_cell()``: allowed values (enumerations, sizes, ranges) and the rules
-  between keys (process page size >= kernel page size), raising ConfigError whose
-  text names the key and what is allowed.
+- per cell (sweep/plan.py): ``validate_values()`` checks allowed values (enumerations,
+  sizes, ranges, TLB shapes), ``resolve_workload_path()`` that workload.path exists,
+  and ``check_page_size_order()`` the rule between keys (process page size >= kernel
+  page size), each raising ConfigError whose text names the key and what is allowed.
 
-Field names are the config contract of ../../shared/DESIGN.md.
+Field names are the config contract of docs/design.md.
 """
 
 import dataclasses
@@ -340,8 +341,8 @@ def resolve_workload_path(cfg: dict, roots) -> None:
 
 def check_page_size_order(cfg: dict) -> None:
     """The process page size is >= the kernel page size: a process page is a whole
-    number of kernel pages (../shared/reference/per-process-page-size-thread.txt;
-    DESIGN.md's facts to model)."""
+    number of kernel pages (the proposal: a process page size is 4K, 16K or 64K and
+    never below PAGE_SIZE; docs/design.md)."""
     kps, pps = page_sizes(cfg)
     if pps < kps:
         raise ConfigError("process.page_size", f"{cfg['process']['page_size']} is smaller than "
