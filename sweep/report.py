@@ -5,7 +5,7 @@ sweep.query's DuckDB views and writes, into ``--out`` (default
 ``<results>/reports/<experiment>/<run_id>/``):
 
     report.md     the question, the run, the experiment's table(s), image links, failed cells
-    <name>.png    the figure that answers the experiment's DESIGN.md question
+    <name>.png    the figure that answers the experiment's question (docs/design.md)
     metrics.csv   every metric column per configuration (the generic table)
 
 A *configuration* is one combination of the experiment's key columns (below) plus any
@@ -38,7 +38,7 @@ from sweep.schema import SIZE_KEYS
 SIZE_COLUMNS = {k.replace(".", "_") for k in SIZE_KEYS} | {"process_page_size"}
 CONFIG_NAMES = [c for c, _, _ in CONFIG_COLUMNS]
 AVERAGED = ("seed",)
-# Enumerations sorted in the order of the config contract (DESIGN.md), not alphabetically.
+# Enumerations sorted in the order of the config contract (docs/design.md), not alphabetically.
 ENUM_ORDER = {
     "folio_anon": ("base", "mthp", "mthp_only"),
     "folio_pagecache": ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce"),
@@ -49,7 +49,7 @@ ENUM_ORDER = {
 # orders, ELF failure rules: simulate.Runner.metrics()); a null in an ok row is a 0.
 SPARSE_PREFIXES = ("ev_", "elf_failed_", "anon_folios_order_")
 BASE_CELL = {"kernel_page_size": 4096, "process_page_size": 4096, "folio_anon": "base"}
-QUESTIONS = {  # DESIGN.md, "The questions it answers", shortened
+QUESTIONS = {  # docs/design.md, "The questions it answers", shortened
     "mthp_gap": "How much of the 64K kernel's advantage does 4K+mTHP recover, and what is left?",
     "page_size_tradeoff": "Is a per-process page size better enough than a fixed 16K kernel? Memory vs "
                           "translation cost, per workload.",
@@ -243,7 +243,7 @@ def _rest(g: Group, drop: tuple) -> str:
     return label({k: v for k, v in g.shown.items() if k not in drop})
 
 
-# -- experiments: (table, figure) per DESIGN.md question --------------------------------
+# -- experiments: (table, figure) per question of docs/design.md -------------------------
 def mthp_gap_table(run: Run) -> tuple:
     """walk_mem_refs, l2_tlb_misses and pgtable_bytes_linux, each also over the 4K base cell
     (4K kernel, 4K process page, folio.anon=base) of the same other keys."""
@@ -519,7 +519,7 @@ def build(run: Run) -> tuple:
     spec = EXPERIMENTS.get(run.experiment)
     files, md = {}, [f"# {run.experiment}: run {run.run_id}", ""]
     if run.experiment in QUESTIONS:
-        md += [f"Question (DESIGN.md): {QUESTIONS[run.experiment]}", ""]
+        md += [f"Question (docs/design.md): {QUESTIONS[run.experiment]}", ""]
     info = run.info
     md += [f"Run `{run.run_id}` started {info['started_at']:%Y-%m-%d %H:%M:%S} UTC: {info['ok']} ok, "
            f"{info['cells'] - info['ok']} failed of {info['cells']} cells; {len(run.groups)} configurations "
