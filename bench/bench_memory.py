@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 MIB = 1 << 20
 VA_LO = 1 << 32  # where every layout starts: above mmap_min_addr, far below mmap_base
-SPREAD_HI = 1 << 47  # the span the issue names; TASK_SIZE is 2^48 (va_bits=48)
+SPREAD_HI = 1 << 47  # the span the requirement names; TASK_SIZE is 2^48 (va_bits=48)
 HUGE_VMA = 1 << 46   # the huge_vma layout's single mapping (64 TiB)
 LAYOUTS = ("compact", "tables", "spread", "huge_vma")
 
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
                     help="largest allowed heap ratio (spread or huge_vma vs compact; per-MiB growth)")
     ap.add_argument("--cell", action="store_true", help="also time the mthp_gap default cell")
     ap.add_argument("--cell-target", type=float, default=20.0,
-                    help="seconds; issue 2: 18 mthp_gap cells in < 3 min on 2 cores = 20 s per cell")
+                    help="seconds; requirement: 18 mthp_gap cells in < 3 min on 2 cores = 20 s per cell")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory part")
     ap.add_argument("--json", help="write the summary figures to this file (bench/run_all.py)")
     args = ap.parse_args(argv)

@@ -2,7 +2,7 @@
 
     python bench/bench_page_alloc.py [--frames 16777216] [--ops 200000] [--compact-frames 2097152]
 
-Figures: PageAllocator() initialisation at fragmentation 0, 0.5 and 1 (issue target
+Figures: PageAllocator() initialisation at fragmentation 0, 0.5 and 1 (target
 < 0.5 s); alloc+free throughput of a seeded random mix of orders 0..4 with a live set
 (no compaction needed); direct compaction over --compact-frames (default 8G of 4K pages;
 filling memory one alloc() at a time is the slow part): allocate every frame as order-0

@@ -1,4 +1,4 @@
-"""Page-table throughput: set_ptes over 1 GiB of 4K PTEs (issue 3 target: < 20 ms), and
+"""Page-table throughput: set_ptes over 1 GiB of 4K PTEs (target: < 20 ms), and
 the cost of the other vectorised paths at the same scale.
 
     python bench/bench_pgtable.py [--repeat 5]
@@ -60,7 +60,7 @@ def naive_set_ptes(addr: int, pfn: int, nr: int, prot: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--target-ms", type=float, default=20.0, help="set_ptes over 1 GiB (issue 3)")
+    ap.add_argument("--target-ms", type=float, default=20.0, help="set_ptes over 1 GiB (target)")
     ap.add_argument("--naive-fraction", type=int, default=16,
                     help="the naive per-PTE baseline runs over 1/N of the GiB, scaled by N")
     ap.add_argument("--json", help="write the summary figures to this file (bench/run_all.py)")

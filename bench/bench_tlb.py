@@ -2,7 +2,7 @@
 
     python bench/bench_tlb.py [--n 20000000] [--naive-n 1000000] [--pages 65536]
 
-Streams: a seeded zipf stream of --n accesses over --pages 4K pages (issue 3 target:
+Streams: a seeded zipf stream of --n accesses over --pages 4K pages (target:
 >= 5 M accesses/s on one core), and every data access (L/S/M) of the lackey traces in
 tests/data/*.lackey* / tests/data/lackey*.txt.gz.  The page table is arithmetic (every
 page mapped, 4 levels, tables at disjoint physical regions), built outside the timed
@@ -134,7 +134,7 @@ def main(argv=None):
     ap.add_argument("--pages", type=int, default=65536)
     ap.add_argument("--zipf-a", type=float, default=1.1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--target", type=float, default=5e6, help="accesses/s on the zipf stream (issue 3)")
+    ap.add_argument("--target", type=float, default=5e6, help="accesses/s on the zipf stream (target)")
     ap.add_argument("--json", help="write the summary figures to this file (bench/run_all.py)")
     args = ap.parse_args(argv)
     cfg = TlbConfig.from_cfg(yaml.safe_load((ROOT / "conf/tlb/neoverse_n1.yaml").read_text()))

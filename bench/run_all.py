@@ -2,7 +2,7 @@
 measured in the same run, their ratio, PASS/MISS.
 
     python bench/run_all.py                 # quick sizes: a few minutes on 2 cores
-    python bench/run_all.py --full          # the sizes the issue targets name
+    python bench/run_all.py --full          # the sizes the targets are stated for
     python bench/run_all.py --only tlb,pgtable --json summary.json
 
 Each bench runs as its own subprocess (a fresh interpreter: no bench sees another's heap,
@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
 # name -> (script, quick args, full args). Quick sizes keep the whole run to a few minutes
-# on 2 cores; --full uses each bench's defaults (the issue sizes) plus the larger memory points.
+# on 2 cores; --full uses each bench's defaults (the target sizes) plus the larger memory points.
 BENCHES = {
     "engine": ("bench_engine.py", ["--cells", "100", "--spin-cells", "12", "--spin-s", "1.0"],
                ["--cells", "200", "--spin-cells", "16", "--spin-s", "1.0"]),
@@ -41,8 +41,8 @@ BENCHES = {
     "page_alloc": ("bench_page_alloc.py", ["--ops", "50000", "--compact-frames", "524288"], []),
     "memory": ("bench_memory.py", ["--sizes", "8,32", "--cell"], ["--sizes", "16,64,256", "--cell"]),
 }
-ENGINE_OVERHEAD_MS = 50.0   # issue 2: engine overhead per cell
-ENGINE_EFFICIENCY = 0.90    # issue 2: 1 -> 2 worker scaling efficiency
+ENGINE_OVERHEAD_MS = 50.0   # target: engine overhead per cell
+ENGINE_EFFICIENCY = 0.90    # target: 1 -> 2 worker scaling efficiency
 
 
 def engine_figures(out: str) -> list[dict]:
