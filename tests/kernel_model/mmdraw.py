@@ -1,6 +1,7 @@
 """Helpers shared by the fault-path tests: a process on a fresh System, and the ASCII
-layout of a range (STYLE.md): one letter per kernel page naming its folio (A, B, ... in
-order of first appearance), `.` an empty PTE, `z` the zero page, `p` an EOF padding page."""
+layout of a range (docs/design.md, Conventions): one letter per kernel page naming its
+folio (A, B, ... in order of first appearance), `.` an empty PTE, `z` the zero page, `p`
+an EOF padding page."""
 
 from kernel_model import System
 

@@ -38,7 +38,7 @@ def test_geometry_matches_pgtable_hwdef(key):
 
 
 def test_design_figures():
-    # DESIGN.md: 4K CONT_PTE 16 (64K); 16K CONT_PTE 128 (2M); 64K CONT_PTE 32 (2M).
+    # docs/design.md geometry: 4K CONT_PTE 16 (64K); 16K CONT_PTE 128 (2M); 64K CONT_PTE 32 (2M).
     assert [geometry(p).cont_pte_size for p in ("4K", "16K", "64K")] == [64 * K, 2 * M, 2 * M]
     assert [geometry(p).block_sizes for p in ("4K", "16K", "64K")] == [
         (4 * K, 2 * M, 1 * G), (16 * K, 32 * M), (64 * K, 512 * M)]

@@ -1,6 +1,6 @@
-"""issue 3, done-when 3: in mthp_gap, for a large random-access workload, walk_mem_refs is
-ordered 64K < 16K < 4K with 4K+mTHP between 4K and 64K; and the memory accounting adds up
-in every cell: each reported byte count equals a recount from the model's own objects."""
+"""In mthp_gap, for a large random-access workload, walk_mem_refs is ordered 64K < 16K <
+4K with 4K+mTHP between 4K and 64K; and the memory accounting adds up in every cell: each
+reported byte count equals a recount from the model's own objects."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""issue 4: a workload=elf_tree cell over /usr/bin reports the binaries that cannot load
+"""abi_compat: a workload=elf_tree cell over /usr/bin reports the binaries that cannot load
 at a 16K process page size; its counts equal an independent readelf -l count."""
 
 import os

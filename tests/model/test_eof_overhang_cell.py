@@ -1,5 +1,5 @@
-"""eof_overhang cells (issue 4 part 4): 12K files mapped by a process and read to the end
-of their last process page. On a 4K kernel a 64K process has 52K = 13 kernel pages of
+"""eof_overhang cells (Kalesh's case, docs/design.md): 12K files mapped by a process and
+read to the end of their last process page. On a 4K kernel a 64K process has 52K = 13 kernel pages of
 overhang behind each EOF: sigbus raises SIGBUS on each of them; anon_fault pads them with
 13 anonymous 4K pages; anon_vma covers them with one extra anonymous VMA (padded on fault)."""
 

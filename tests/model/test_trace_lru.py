@@ -1,5 +1,5 @@
-"""issue 3, done-when 1: a one-cell run over a real lackey trace with base folios, no
-contpte, no native table and no PMD THP gives exactly the TLB miss counts of a textbook
+"""A one-cell run over a real lackey trace with base folios, no contpte, no native table
+and no PMD THP gives exactly the TLB miss counts of a textbook
 LRU simulator over the same page numbers: a 48-entry fully associative L1 and a
 1280-entry 5-way L2 (set = page % 256), the L2 looked up on an L1 miss, a miss filling both.
 The reference below shares no code with kernel_model: it parses the trace itself."""

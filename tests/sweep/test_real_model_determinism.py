@@ -1,5 +1,6 @@
 """Determinism with the real model: the same config and seed give identical metrics,
-serially and on Ray (issue 2; the STYLE.md rule "the same seed gives the same bytes")."""
+serially and on Ray (docs/design.md, Conventions: the same config and seed give the same
+metrics)."""
 
 from sweep.query import connect
 
