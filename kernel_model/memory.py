@@ -156,6 +156,9 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     kps = system.kernel_page_size
     if vma.flags & VM_PAD_ANON:
         return _pad_fault(mm, vma, addr)
+    if not write and huge_memory.do_huge_zero_read_fault(mm, vma, addr):
+        system.stats.count("faults")
+        return 0
     if not write and not vma.flags & VM_SHARED and system.zero_folio is not None:
         # The zero page for a whole process page (or mthp_only granule): read-only, shared,
         # never counted as anon.
@@ -422,7 +425,7 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
         uniq = np.unique(heads[heads >= 0]).tolist()
     for head in uniq:
         folio = system.folios.get(head)
-        if folio is None or folio is system.zero_folio:
+        if folio is None or huge_memory.is_zero_folio(system, folio):
             continue
         unmap_folio_range(mm, folio, start, end)
         folio_put_if_unused(system, folio)
@@ -466,7 +469,7 @@ def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
     heads = heads[heads >= 0]
     _, first = np.unique(heads, return_index=True)
     folios = [mm.system.folios.get(h) for h in heads[np.sort(first)].tolist()]
-    return [f for f in folios if f is not None and f is not mm.system.zero_folio]
+    return [f for f in folios if f is not None and not huge_memory.is_zero_folio(mm.system, f)]
 
 
 def pin_user_pages(mm: Mm, start: int, end: int) -> int:
@@ -557,7 +560,7 @@ def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
         for h in np.unique(heads[idx]).tolist():
             moved.setdefault(h, system.folios[h])
     for folio in moved.values():
-        if folio is not system.zero_folio:
+        if not huge_memory.is_zero_folio(system, folio):
             rmap_move(mm, folio, old_start, old_end, delta)
     for s0, idx, pfn, prot, heads in spans:
         for i, n in _runs(idx, pfn, heads, prot):
