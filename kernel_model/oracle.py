@@ -257,9 +257,15 @@ def parse_output(text: str) -> dict:
 
 # -- one comparison -----------------------------------------------------------------------
 
+TMPFS = Path("/dev/shm")
+
+
 def make_file(path: Path) -> None:
     """The file of the file scenarios, written and then read whole so that all of it is
-    in the page cache before the replay (the model reads it whole too)."""
+    in the page cache before the replay (the model reads it whole too). It lives on tmpfs
+    (huge=never: order-0 folios, which the model's file gets too): a disk filesystem with
+    large folios (ext4 since 6.16) caches it in folios of the write path's sizes, which
+    the model does not reproduce."""
     data = np.arange(FILE_SIZE // 8, dtype=np.uint64).tobytes()
     path.write_bytes(data)
     with open(path, "rb") as f:
@@ -273,7 +279,7 @@ def compare(label: str, steps: list[Step], host: dict, advice: str | None, workd
     model = run_model(steps, model_policy(host, advice))
     row = {"label": label, "kernel": _summary(kernel), "model": _summary(model)}
     keys = ("faults", "anon", "anonhuge", "rss")
-    row["exact"] = all(row["kernel"][k] == row["model"][k] for k in keys)
+    row["exact"] = all(row["kernel"][k] == row["model"][k] for k in keys + ("step_faults",))
     kf, mf = row["kernel"]["folios"], row["model"]["folios"]
     row["folios_exact"] = None if kf is None else kf == mf
     return row
@@ -281,7 +287,7 @@ def compare(label: str, steps: list[Step], host: dict, advice: str | None, workd
 
 def _summary(res: dict) -> dict:
     rep = res["report"][max(res["report"])]
-    return {"faults": sum(res["access"]), "anon": rep["anon"], "anonhuge": rep["anonhuge"], "rss": rep["rss"],
+    return {"faults": sum(res["access"]), "step_faults": res["access"], "anon": rep["anon"], "anonhuge": rep["anonhuge"], "rss": rep["rss"],
             "folios": rep["folios"]}
 
 
@@ -389,12 +395,19 @@ def main(argv=None) -> int:
                 if args.trace:
                     rows.append(compare(f"trace {mode}", trace_steps(args.trace, adv), host, adv, work))
                 for s in scens:
-                    fpath = work / "oracle-file"
+                    fpath = TMPFS / f"pagesweep-oracle-{os.getpid()}"
                     if s.startswith("file"):
+                        if not TMPFS.is_dir():
+                            print(f"{s}: skipped, no tmpfs at {TMPFS}")
+                            continue
                         make_file(fpath)
                     fadv = "nohugepage" if s.startswith("file") else adv
-                    rows.append(compare(f"{s} {mode}", scenario_steps(s, size, args.seed, adv, str(fpath)),
-                                        host, fadv, work))
+                    try:
+                        rows.append(compare(f"{s} {mode}", scenario_steps(s, size, args.seed, adv, str(fpath)),
+                                            host, fadv, work))
+                    finally:
+                        if fpath.exists():
+                            fpath.unlink()
             print(format_table(rows))
             return 0 if all(r["exact"] for r in rows) else 1
     except Unavailable as e:

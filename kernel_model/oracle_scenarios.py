@@ -37,7 +37,7 @@ PATTERNS = {
 }
 SCENARIOS = {
     "file_seq": "a cached 4M+12K file mapped private, read page by page (fault-around)",
-    "file_strided": "the same file read at a 20K stride, then every page",
+    "file_strided": "the same file read at a 36K stride, then every page",
     "fork_cow": "the parent writes the region; the child reads it all, then writes a pattern",
     "shmem_fork": "MAP_SHARED anonymous: the parent writes half, forks, the child touches all",
     "dontneed": "the region written, MADV_DONTNEED on pieces of it, then touched again",
@@ -137,7 +137,7 @@ def scenario_steps(name: str, size: int, seed: int, advice: str | None, file_pat
         if name == "file_seq":
             steps.append(acc(fpages, np.zeros(fpages.size, bool)))
         else:
-            stride = fpages[::5]
+            stride = fpages[::9]
             steps += [acc(stride, np.zeros(stride.size, bool)), acc(fpages, np.zeros(fpages.size, bool))]
         return steps + [Step("report", 0)]
     if name == "fork_cow":
@@ -203,7 +203,8 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
             addr = MODEL_BASE + st.rid * (1 << 30)
             fd, flags = -1, MAP_FIXED_NOREPLACE
             if st.kind == "file":
-                f = system.files.get(st.path) or system.create_file(st.path, st.length)
+                # a tmpfs file (huge=never): order-0 page-cache folios
+                f = system.files.get(st.path) or system.create_file(st.path, st.length, large_folios=False)
                 from .filemap import filemap_read
 
                 filemap_read(system, f, 0, f.size)  # the host caches the file before the replay
