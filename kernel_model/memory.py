@@ -156,6 +156,10 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     kps = system.kernel_page_size
     if vma.flags & VM_PAD_ANON:
         return _pad_fault(mm, vma, addr)
+    if vma.shmem is not None:
+        from .shmem import shmem_fault
+
+        return shmem_fault(mm, vma, addr, write)
     if not write and huge_memory.do_huge_zero_read_fault(mm, vma, addr):
         system.stats.count("faults")
         return 0
@@ -569,16 +573,6 @@ def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
                                 folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
 
 
-def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
-    """MAP_SHARED|MAP_ANONYMOUS (shmem in Linux): the child maps the very same folios, writable."""
-    system = parent.system
-    for folio in _folios_in(parent, vma.start, vma.end):
-        for emm, addr, first, nr in list(folio.rmap):
-            if emm is parent and vma.start <= addr < vma.end:
-                map_folio_range(child, vma, addr, folio, first, nr, writable=True)
-    system.stats.count("fork_shared_anon_vmas")
-
-
 def _copy_pinned(child: Mm, vma: Vma, addr: int, nr: int) -> None:
     """mm/memory.c copy_present_ptes(): an anonymous folio that may be DMA-pinned is not
     shared (folio_try_dup_anon_rmap_ptes() fails); copy_present_page() gives the child its
@@ -615,12 +609,14 @@ def dup_mm(parent: Mm, child: Mm) -> None:
         if vma.flags & VM_DONTCOPY:
             continue
         cvma = child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~(VM_LOCKED | VM_LOCKONFAULT),
-                                  file=vma.file, pgoff=vma.pgoff, name=vma.name))
+                                  file=vma.file, pgoff=vma.pgoff, name=vma.name, shmem=vma.shmem))
         if vma.flags & VM_WIPEONFORK:
             continue  # kernel/fork.c dup_mmap(): the child's copy starts empty
         if vma.flags & VM_SHARED:
-            if vma.file is None:
-                _share_anon_range(parent, child, cvma)
+            # vma_needs_copy(): a shared VMA has no anon_vma; the child faults its pages in
+            # (from the page cache, or the shmem object of a shared anonymous mapping)
+            if vma.shmem is not None:
+                system.stats.count("fork_shared_anon_vmas")
             continue
         huge_memory.split_huge_pmds(parent, vma.start, vma.end)
         for a, pfn, prot in huge_memory.pmd_blocks(parent, vma.start, vma.end):

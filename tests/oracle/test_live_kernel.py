@@ -14,7 +14,7 @@ from kernel_model.oracle_scenarios import PATTERNS, PMD, anon_steps, pattern, sc
 
 SIZE = 8 << 20
 ACCESSES = 20_000
-SCENARIOS = ("fork_cow", "dontneed", "mprotect")
+SCENARIOS = ("fork_cow", "shmem_fork", "dontneed", "mprotect")
 
 
 def _check(row):
