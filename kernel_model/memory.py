@@ -313,7 +313,11 @@ def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
     table (from_pte/to_pte); pages at or past the EOF page and present PTEs are skipped.
     Per-process page size: only whole process pages below EOF, in folios of at least the
     process order (a smaller folio or the EOF page is left to filemap_fault() and its
-    policy). Returns whether the page at addr is mapped now (else __do_fault() runs)."""
+    policy). A large folio is mapped whole where possible (filemap_map_folio_range(), since
+    6.18): it lies within the VMA, does not cross a PMD (page-table) boundary and ends
+    before the file's last page (file_end >= folio_next_index(), file_end the index of the
+    page holding EOF); else only its pages inside the window. Returns whether the page at
+    addr is mapped now (else __do_fault() runs)."""
     from .filemap import filemap_get_folios
 
     system = mm.system
@@ -330,6 +334,11 @@ def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
         if folio.order < mm.order or not folio.uptodate:
             continue
         i0, i1 = max(first, folio.index), min(last, folio.index + folio.nr_pages)
+        f0 = vma.start + (folio.index - vma.pgoff) * kps
+        f1 = f0 + folio.nr_pages * kps
+        if (eof_pages - 1 >= folio.index + folio.nr_pages and vma.start <= f0 and f1 <= vma.end
+                and f0 // pmd == (f1 - 1) // pmd):
+            i0, i1 = folio.index, folio.index + folio.nr_pages
         a0 = vma.start + (i0 - vma.pgoff) * kps
         spans = [(a0, i1 - i0)] if mm.pgtable.range_none(a0, i1 - i0) else \
             [(a, ppn) for a in range(a0, a0 + (i1 - i0) * kps, mm.page_size) if mm.pgtable.range_none(a, ppn)]

@@ -226,6 +226,8 @@ def run_kernel(steps: list[Step], workdir: Path) -> dict:
             lines.append("fork")
         elif st.op == "report":
             lines += [f"report {st.rid}", f"folios {st.rid}"]
+        elif st.op == "layout":
+            lines.append(f"layout {st.rid}")
     script = workdir / "script"
     script.write_text("\n".join(lines) + "\n")
     r = subprocess.run([str(harness_binary()), str(script)], capture_output=True, text=True)
@@ -244,6 +246,8 @@ def parse_output(text: str) -> dict:
             vals = dict(zip(w[2::2], map(int, w[3::2])))
             out["report"].setdefault(int(w[1]), {}).update(rss=vals["rss"], anon=vals["anon"],
                                                           anonhuge=vals["anonhuge"])
+        elif w[0] == "layout":
+            out["layout"] = None if w[2] == "unavailable" else [tuple(map(int, t.split(":"))) for t in w[2:]]
         elif w[0] == "folios":
             rep = out["report"].setdefault(int(w[1]), {})
             if w[2] == "unavailable":
@@ -267,10 +271,28 @@ def make_file(path: Path) -> None:
     large folios (ext4 since 6.16) caches it in folios of the write path's sizes, which
     the model does not reproduce."""
     data = np.arange(FILE_SIZE // 8, dtype=np.uint64).tobytes()
-    path.write_bytes(data)
+    # written in chunks of uneven sizes, so that a filesystem with large folios caches it
+    # in folios of several orders (the write path sizes a folio by the write)
+    chunks = (12 << 10, 52 << 10, 100 << 10, 4 << 10, 300 << 10, 20 << 10, 1 << 20)
+    with open(path, "wb") as f:
+        pos = i = 0
+        while pos < len(data):
+            f.write(data[pos:pos + chunks[i % len(chunks)]])
+            pos += chunks[i % len(chunks)]
+            i += 1
     with open(path, "rb") as f:
         while f.read(1 << 20):
             pass
+
+
+def host_file_layout(path: Path, workdir: Path) -> list | None:
+    """The page-cache folios of the cached file at path, [(index, nr_pages)], read by
+    mapping it whole and reading /proc/kpageflags (None when PFNs are not readable)."""
+    pages = np.arange(FILE_SIZE // PAGE, dtype=np.int64) * PAGE
+    steps = [Step("map", 0, kind="file", length=FILE_SIZE, path=str(path)),
+             Step("madvise", 0, 0, FILE_SIZE, advice="nohugepage"),
+             Step("access", 0, offsets=pages, is_write=np.zeros(pages.size, bool)), Step("layout", 0)]
+    return run_kernel(steps, workdir).get("layout")
 
 
 def compare(label: str, steps: list[Step], host: dict, advice: str | None, workdir: Path) -> dict:
@@ -395,15 +417,24 @@ def main(argv=None) -> int:
                 if args.trace:
                     rows.append(compare(f"trace {mode}", trace_steps(args.trace, adv), host, adv, work))
                 for s in scens:
-                    fpath = TMPFS / f"pagesweep-oracle-{os.getpid()}"
+                    large = s.startswith("file_large")
+                    fpath = (work if large else TMPFS) / f"pagesweep-oracle-{os.getpid()}"
+                    layout = None
                     if s.startswith("file"):
-                        if not TMPFS.is_dir():
+                        if not fpath.parent.is_dir():
                             print(f"{s}: skipped, no tmpfs at {TMPFS}")
                             continue
                         make_file(fpath)
+                        if large:
+                            layout = host_file_layout(fpath, work)
+                            if layout is None:
+                                print(f"{s}: skipped, the host's folios need readable PFNs (root)")
+                                fpath.unlink()
+                                continue
                     fadv = "nohugepage" if s.startswith("file") else adv
                     try:
-                        rows.append(compare(f"{s} {mode}", scenario_steps(s, size, args.seed, adv, str(fpath)),
+                        rows.append(compare(f"{s} {mode}",
+                                            scenario_steps(s, size, args.seed, adv, str(fpath), layout),
                                             host, fadv, work))
                     finally:
                         if fpath.exists():

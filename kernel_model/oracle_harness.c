@@ -26,6 +26,10 @@
  *       zero page, pages on the huge zero page, and the distinct folios mapped in the
  *       region by size in bytes (compound head/tail flags). "folios ID unavailable"
  *       when the PFNs cannot be read.
+ *   layout ID
+ *       "layout ID FIRST:NR ..." one entry per distinct folio mapped in the region: the
+ *       region page index of the folio's first page and its size in pages, ascending
+ *       ("layout ID unavailable" without readable PFNs).
  * Errors: one line on stderr naming the script line, exit status 2.
  */
 #define _GNU_SOURCE
@@ -251,7 +255,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void do_folios(int id, struct region *r)
+static void do_folios(int id, struct region *r, int layout)
 {
 	long ps = sysconf(_SC_PAGESIZE);
 	size_t n = r->len / ps, nheads = 0, pages = 0, zero = 0, hzero = 0;
@@ -292,11 +296,20 @@ static void do_folios(int id, struct region *r)
 				nr++;
 			}
 		}
-		heads[2 * nheads] = head;
+		/* layout: keyed by the region index of the folio's first page instead */
+		heads[2 * nheads] = layout ? (uint64_t)((int64_t)i - (int64_t)(pfn - head)) : head;
 		heads[2 * nheads + 1] = nr;
 		nheads++;
 	}
 	qsort(heads, nheads, 2 * sizeof(uint64_t), cmp_u64);
+	if (layout) {
+		printf("layout %d", id);
+		for (size_t i = 0; i < nheads; i++)
+			if (!i || heads[2 * i] != heads[2 * i - 2])
+				printf(" %lld:%llu", (long long)heads[2 * i], (unsigned long long)heads[2 * i + 1]);
+		printf("\n");
+		goto out;
+	}
 	printf("folios %d pages %zu zero %zu hugezero %zu", id, pages, zero, hzero);
 	{
 		/* distinct folios, counted by size */
@@ -322,7 +335,7 @@ static void do_folios(int id, struct region *r)
 	printf("\n");
 	goto out;
 unavailable:
-	printf("folios %d unavailable\n", id);
+	printf("%s %d unavailable\n", layout ? "layout" : "folios", id);
 out:
 	free(heads);
 	if (pm >= 0)
@@ -364,7 +377,9 @@ int main(int argc, char **argv)
 		} else if (sscanf(line, "report %d", &id) == 1) {
 			do_report(id, region_of(id));
 		} else if (sscanf(line, "folios %d", &id) == 1) {
-			do_folios(id, region_of(id));
+			do_folios(id, region_of(id), 0);
+		} else if (sscanf(line, "layout %d", &id) == 1) {
+			do_folios(id, region_of(id), 1);
 		} else if (!strncmp(line, "fork", 4)) {
 			pid_t pid;
 			int status;

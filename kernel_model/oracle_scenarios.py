@@ -38,6 +38,8 @@ PATTERNS = {
 SCENARIOS = {
     "file_seq": "a cached 4M+12K file mapped private, read page by page (fault-around)",
     "file_strided": "the same file read at a 36K stride, then every page",
+    "file_large_seq": "file_seq on a disk filesystem with large folios (the host's folio layout copied)",
+    "file_large_strided": "file_strided on a disk filesystem with large folios (the host's folio layout copied)",
     "fork_cow": "the parent writes the region; the child reads it all, then writes a pattern",
     "shmem_fork": "MAP_SHARED anonymous: the parent writes half, forks, the child touches all",
     "dontneed": "the region written, MADV_DONTNEED on pieces of it, then touched again",
@@ -55,6 +57,7 @@ class Step:
     path: str | None = None
     advice: str = ""
     prot: str = ""
+    layout: list | None = None  # map of a file: the page-cache folios [(index, nr_pages)] to copy
     offsets: np.ndarray | None = field(default=None, repr=False)
     is_write: np.ndarray | None = field(default=None, repr=False)
 
@@ -116,9 +119,11 @@ def anon_steps(offsets: np.ndarray, is_write: np.ndarray, length: int, advice: s
     return steps
 
 
-def scenario_steps(name: str, size: int, seed: int, advice: str | None, file_path: str) -> list[Step]:
+def scenario_steps(name: str, size: int, seed: int, advice: str | None, file_path: str,
+                   layout: list | None = None) -> list[Step]:
     """The steps of a named scenario (SCENARIOS); file scenarios map `file_path`, which the
-    caller creates (FILE_SIZE bytes) and caches before the replay."""
+    caller creates (FILE_SIZE bytes) and caches before the replay; `layout` (file_large_*):
+    the host's page-cache folios of it, [(index, nr_pages)], which the model's cache copies."""
     if name not in SCENARIOS:
         raise ValueError(f"--scenario: unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -128,13 +133,13 @@ def scenario_steps(name: str, size: int, seed: int, advice: str | None, file_pat
     def acc(off, wr):
         return Step("access", 0, offsets=np.asarray(off, np.int64), is_write=np.asarray(wr, bool))
 
-    if name in ("file_seq", "file_strided"):
+    if name.startswith("file"):
         fpages = np.arange(FILE_SIZE // PAGE, dtype=np.int64) * PAGE
         # MADV_NOHUGEPAGE: no PMD mapping of a large page-cache folio (mm/memory.c
         # do_set_pmd() refuses when vma_thp_disabled()), so only fault-around is compared.
-        steps = [Step("map", 0, kind="file", length=FILE_SIZE, path=file_path),
+        steps = [Step("map", 0, kind="file", length=FILE_SIZE, path=file_path, layout=layout),
                  Step("madvise", 0, 0, FILE_SIZE, advice="nohugepage")]
-        if name == "file_seq":
+        if name.endswith("seq"):
             steps.append(acc(fpages, np.zeros(fpages.size, bool)))
         else:
             stride = fpages[::9]
@@ -203,11 +208,16 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
             addr = MODEL_BASE + st.rid * (1 << 30)
             fd, flags = -1, MAP_FIXED_NOREPLACE
             if st.kind == "file":
-                # a tmpfs file (huge=never): order-0 page-cache folios
-                f = system.files.get(st.path) or system.create_file(st.path, st.length, large_folios=False)
-                from .filemap import filemap_read
+                from .filemap import cache_folios, filemap_read
 
-                filemap_read(system, f, 0, f.size)  # the host caches the file before the replay
+                f = system.files.get(st.path)
+                if f is None and st.layout is None:
+                    # a tmpfs file (huge=never): order-0 page-cache folios, all cached
+                    f = system.create_file(st.path, st.length, large_folios=False)
+                    filemap_read(system, f, 0, f.size)
+                elif f is None:
+                    f = system.create_file(st.path, st.length)
+                    cache_folios(system, f, st.layout)
                 fd, flags = proc.open(st.path), flags | MAP_PRIVATE
             else:
                 flags |= MAP_ANONYMOUS | (MAP_SHARED if st.kind == "shared" else MAP_PRIVATE)
@@ -227,6 +237,8 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
             out["access"].append(int(system.stats.events["faults"] - before))
         elif st.op == "fork":
             runner.run(Fork())
+        elif st.op == "layout":
+            continue  # a host-side probe
         elif st.op == "report":
             addr, length = runner.regions[name]
             out["report"][st.rid] = region_metrics(runner.proc.mm, addr, length)

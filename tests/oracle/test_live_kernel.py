@@ -74,3 +74,21 @@ def test_pattern_mthp_as_configured(live, name):
     if not sizes:
         pytest.skip(f"no mTHP size is enabled for plain mappings on this host ({oracle.describe_host(host)})")
     _check(_pattern_row(name, host, work, None))
+
+
+@pytest.mark.parametrize("name", ["file_large_seq", "file_large_strided"])
+def test_file_fault_around_large_folios(live, name):
+    """A file on the work directory's filesystem (large folios on ext4 and xfs): the model's
+    page cache copies the host's folio layout, then both replay the reads."""
+    host, work = live
+    path = work / f"large-{name}"
+    oracle.make_file(path)
+    try:
+        layout = oracle.host_file_layout(path, work)
+        if layout is None:
+            pytest.skip("the host's page-cache folios need readable PFNs (root)")
+        row = oracle.compare(name, scenario_steps(name, SIZE, 0, None, str(path), layout), host, "nohugepage",
+                             work)
+    finally:
+        path.unlink()
+    _check(row)
