@@ -308,9 +308,20 @@ def compare(label: str, steps: list[Step], host: dict, advice: str | None, workd
 
 
 def _summary(res: dict) -> dict:
-    rep = res["report"][max(res["report"])]
-    return {"faults": sum(res["access"]), "step_faults": res["access"], "anon": rep["anon"], "anonhuge": rep["anonhuge"], "rss": rep["rss"],
-            "folios": rep["folios"]}
+    """Faults over every replay step; bytes and folios summed over the regions reported."""
+    reps = list(res["report"].values())
+    out = {"faults": sum(res["access"]), "step_faults": res["access"]}
+    for key in ("anon", "anonhuge", "rss"):
+        out[key] = sum(r[key] for r in reps)
+    out["folios"] = None
+    if all(r["folios"] is not None for r in reps):
+        sizes = {}
+        for r in reps:
+            for s, n in r["folios"]["sizes"].items():
+                sizes[s] = sizes.get(s, 0) + n
+        out["folios"] = {k: sum(r["folios"][k] for r in reps) for k in ("pages", "zero", "hugezero")}
+        out["folios"]["sizes"] = dict(sorted(sizes.items()))
+    return out
 
 
 def _folio_text(f: dict | None) -> str:
@@ -340,10 +351,16 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+TRACE_GAP = 1 << 30  # untouched address space that separates two regions of a trace
+MAX_TRACE_REGIONS = 16  # the harness's region table
+
+
 def trace_steps(path: str, advice: str | None) -> list[Step]:
-    """A trace in the project's formats (workloads/lackey.py) as one region from the 2 MiB
-    boundary below its lowest address to the page after its highest: the offsets keep
-    their alignment, so THP and mTHP ranges fall where they fell in the traced program."""
+    """A trace in the project's formats (workloads/lackey.py) as regions: addresses more
+    than TRACE_GAP apart (heap and stack) go to separate regions, each from the 2 MiB
+    boundary below its lowest address to the page after its highest, so the offsets keep
+    their alignment and THP and mTHP ranges fall where they fell in the traced program.
+    Each region's accesses are replayed in trace order (regions do not interact)."""
     from workloads.lackey import read_trace
 
     addrs, writes = [], []
@@ -353,11 +370,22 @@ def trace_steps(path: str, advice: str | None) -> list[Step]:
     if not addrs:
         raise ValueError(f"{path}: the trace has no data accesses")
     a, w = np.concatenate(addrs), np.concatenate(writes)
-    base = int(a.min()) & ~(PMD - 1)
-    length = ((int(a.max()) - base) // PAGE + 1) * PAGE
-    if length > 1 << 32:
-        raise ValueError(f"{path}: the trace spans {length} bytes; the oracle replays up to 4 GiB in one region")
-    return anon_steps(a - base, w, length, advice)
+    pages = np.unique(a // PAGE)
+    cuts = np.flatnonzero(np.diff(pages) * PAGE > TRACE_GAP) + 1
+    groups = np.split(pages, cuts)
+    if len(groups) > MAX_TRACE_REGIONS:
+        raise ValueError(f"{path}: the trace has {len(groups)} address clusters more than 1 GiB apart; "
+                         f"the oracle replays at most {MAX_TRACE_REGIONS}")
+    steps = []
+    for rid, g in enumerate(groups):
+        base = int(g[0]) * PAGE & ~(PMD - 1)
+        length = (int(g[-1]) + 1) * PAGE - base
+        sel = (a >= base) & (a < base + length)
+        steps.append(Step("map", rid, kind="anon", length=length))
+        if advice:
+            steps.append(Step("madvise", rid, 0, length, advice=advice))
+        steps.append(Step("access", rid, offsets=a[sel] - base, is_write=w[sel]))
+    return steps + [Step("report", rid) for rid in range(len(groups))]
 
 
 def main(argv=None) -> int:

@@ -173,7 +173,7 @@ FILE_SIZE = (4 << 20) + 3 * PAGE
 
 # -- the model's side -------------------------------------------------------------------
 
-MODEL_BASE = 0x7F0000000000  # PMD-aligned; regions 1 GiB apart
+MODEL_BASE = 0x700000000000  # PMD-aligned; regions 64 GiB apart
 _TINY_TLB = {"name": "oracle", "replacement": "lru", "coalesce_contig": True,
              "l1": {"entries": 4, "ways": 4, "latency": 1}, "l2": {"entries": 16, "ways": 4, "latency": 3},
              "walk_cache": {"entries": 4, "ways": 2, "latency": 1}, "l1d": {"size": "512", "ways": 2, "latency": 4},
@@ -205,7 +205,7 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
         proc = runner.proc
         name = f"r{st.rid}"
         if st.op == "map":
-            addr = MODEL_BASE + st.rid * (1 << 30)
+            addr = MODEL_BASE + st.rid * (64 << 30)
             fd, flags = -1, MAP_FIXED_NOREPLACE
             if st.kind == "file":
                 from .filemap import cache_folios, filemap_read

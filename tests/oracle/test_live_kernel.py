@@ -92,3 +92,13 @@ def test_file_fault_around_large_folios(live, name):
     finally:
         path.unlink()
     _check(row)
+
+
+@pytest.mark.parametrize("mode", ["nohugepage", "hugepage"])
+def test_trace_replay(live, pmd_host, mode):
+    """A real program's lackey trace (heap and stack: two regions), replayed on both."""
+    from pathlib import Path
+
+    host, work = pmd_host if mode == "hugepage" else live
+    trace = Path(__file__).resolve().parents[1] / "data" / "lackey_arrayscan.txt.gz"
+    _check(oracle.compare("trace", oracle.trace_steps(str(trace), mode), host, mode, work))

@@ -98,3 +98,18 @@ def test_patterns_are_seeded_and_inside_the_region():
         assert a[0].min() >= 0 and a[0].max() < size and a[0].size == a[1].size
     with pytest.raises(ValueError, match="unknown pattern"):
         pattern("nope", size, 1, 0)
+
+
+def test_trace_steps_split_far_clusters_and_keep_alignment(tmp_path):
+    import numpy as np
+
+    addrs = np.array([0x7000_0020_1234, 0x7000_0040_0008, 0x7FFF_FF00_0010, 0x7000_0020_1000], np.int64)
+    path = tmp_path / "t.npz"
+    np.savez(path, addr=addrs, is_write=np.array([1, 0, 1, 0], bool))
+    steps = oracle.trace_steps(str(path), "hugepage")
+    maps = [s for s in steps if s.op == "map"]
+    acc = [s for s in steps if s.op == "access"]
+    assert [(m.rid, m.length) for m in maps] == [(0, 0x40_1000 - 0x20_0000 + 0x0), (1, 0x1000)]
+    assert acc[0].offsets.tolist() == [0x1234, 0x20_0008, 0x1000] and acc[0].is_write.tolist() == [True, False, False]
+    assert acc[1].offsets.tolist() == [0x0010] and acc[1].is_write.tolist() == [True]
+    assert [s.op for s in steps].count("madvise") == 2 and [s.rid for s in steps if s.op == "report"] == [0, 1]
