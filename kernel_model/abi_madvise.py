@@ -24,7 +24,7 @@ import errno
 
 import numpy as np
 
-from . import memory
+from . import huge_memory, memory
 from .abi_common import (MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK, MADV_DONTNEED,
                          MADV_FREE, MADV_HUGEPAGE, MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT,
                          MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE, MADV_SEQUENTIAL,
@@ -154,7 +154,7 @@ class MadviseOps:
         heads = heads[heads >= 0]
         _, first = np.unique(heads, return_index=True)
         out = [system.folios.get(int(h)) for h in heads[np.sort(first)]]
-        return [f for f in out if f is not None and f is not system.zero_folio]
+        return [f for f in out if f is not None and not huge_memory.is_zero_folio(system, f)]
 
     def _exclusive(self, folio) -> bool:
         """Mapped by this mm only (!folio_maybe_mapped_shared())."""

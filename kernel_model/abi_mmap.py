@@ -158,7 +158,12 @@ class MmapOps:
             vm_flags |= VM_ACCOUNT
         # mm/vma.c __mmap_region(): MAP_FIXED replaces whatever was there
         self._do_munmap(addr, addr + length)
-        self._map_vma(Vma(start=addr, end=addr + length, flags=vm_flags, file=file, pgoff=pgoff))
+        vma = Vma(start=addr, end=addr + length, flags=vm_flags, file=file, pgoff=pgoff)
+        if file is None and vm_flags & VM_SHARED:
+            from .shmem import shmem_zero_setup
+
+            shmem_zero_setup(self.system, vma)  # mm/mmap.c __mmap_region(): shared anonymous is shmem
+        self._map_vma(vma)
         if vm_flags & VM_LOCKED:
             self._account_locked()
         # mm/util.c vm_mmap_pgoff(): mm_populate() for MAP_POPULATE (without MAP_NONBLOCK)

@@ -336,6 +336,26 @@ def _folio_alloc_reclaim(system, order: int, mapping, lo: int, hi: int) -> Folio
     return folio
 
 
+def cache_folios(system, file: File, runs) -> None:
+    """Cache file's pages in folios at the given (index, nr_pages) runs: the page cache as a
+    kernel's write path filled it (its folio sizes are not modelled; the oracle copies the
+    host's layout). Each run must be a naturally aligned power of two, not yet cached."""
+    mapping = file.mapping
+    for index, nr in runs:
+        order = nr.bit_length() - 1
+        if nr <= 0 or nr != 1 << order or index % nr or not mapping.min_order <= order <= mapping.max_order:
+            raise ValueError(f"cache_folios: ({index}, {nr}) is no aligned folio of order "
+                             f"{mapping.min_order}..{mapping.max_order} for {file.path}")
+        if range_missing(mapping, index, index + nr) != nr:
+            raise ValueError(f"cache_folios: ({index}, {nr}) overlaps cached pages of {file.path}")
+        folio = system.folio_alloc(order, anon=False)
+        if folio is None:
+            from .memory import OutOfMemory
+
+            raise OutOfMemory(f"cache_folios: no order-{order} folio for {file.path}")
+        _add_folio(system, mapping, folio, index)
+
+
 # -- read() ---------------------------------------------------------------------------
 
 def _init_ra_size(req: int, max_pages: int) -> int:

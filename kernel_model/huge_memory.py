@@ -135,8 +135,78 @@ def _set_block_prot(mm: Mm, addr: int, pfn: int, prot: int) -> None:
 def folio_exclusive(mm: Mm, folio) -> bool:
     """Whether folio is an anonymous folio mapped by mm alone (the model of
     PageAnonExclusive / folio_mm_id() == mm's id in wp_can_reuse_anon_folio())."""
-    return (folio is not None and folio.anon and folio is not mm.system.zero_folio
+    return (folio is not None and folio.anon and not is_zero_folio(mm.system, folio)
             and all(e[0] is mm for e in folio.rmap))
+
+
+# -- the huge zero page (mm/huge_memory.c) ----------------------------------------------
+
+
+def huge_zero_folio(system, *, alloc: bool = True):
+    """The huge zero folio (mm_get_huge_zero_folio()): one PMD-order folio of zeroes,
+    allocated at its first use, never rmapped, never counted as anonymous memory.
+    None when folio.huge_zero_page is off (use_zero_page = 0), when alloc is False and it
+    does not exist yet, or when no PMD-order block is free."""
+    folio = getattr(system, "huge_zero_folio", None)
+    if folio is None and alloc and system.policy.huge_zero_page:
+        order = system.kgeom.pmd_shift - system.kgeom.page_shift
+        if order <= system.max_order:
+            folio = system.folio_alloc(order, anon=True, movable=False)
+            system.huge_zero_folio = folio
+    return folio
+
+
+def is_zero_folio(system, folio) -> bool:
+    """The zero page or the huge zero page (vm_normal_page() returns NULL for both)."""
+    return folio is not None and (folio is system.zero_folio or folio is getattr(system, "huge_zero_folio", None))
+
+
+def do_huge_zero_read_fault(mm: Mm, vma: Vma, addr: int) -> bool:
+    """mm/huge_memory.c do_huge_pmd_anonymous_page() for a read fault: where the PMD order
+    is allowed for the VMA (thp_vma_allowable_order(), thp_vma_suitable_order()), the PMD
+    is none (no page of the range mapped) and use_zero_page is set, the huge zero page is
+    mapped read-only by one PMD (set_huge_zero_folio()). Returns whether it was."""
+    system = mm.system
+    if vma.flags & VM_SHARED or not system.policy.huge_zero_page:
+        return False
+    orders, _ = anon_fault_orders(mm, vma, addr)
+    o = pmd_order(mm)
+    if not orders or orders[0] != o:
+        return False
+    size = system.kgeom.pmd_size
+    start = addr & ~(size - 1)
+    if not mm.pgtable.range_none(start, 1 << o):
+        return False
+    folio = huge_zero_folio(system)
+    if folio is None:
+        return False  # mm_get_huge_zero_folio() failed: VM_FAULT_FALLBACK
+    mm.pgtable.set_pmd(start, folio.pfn, vma.flags & (PROT_READ | PROT_EXEC), folio_pfn=folio.pfn,
+                       folio_nr=folio.nr_pages)
+    system.stats.count("huge_zero_page_faults")
+    return True
+
+
+def do_huge_zero_wp_pmd(mm: Mm, vma: Vma, addr: int) -> bool:
+    """mm/huge_memory.c do_huge_zero_wp_pmd(): a write to the huge zero PMD allocates a PMD
+    THP and maps it writable in its place (one fault). When the allocation fails the PMD is
+    split into PTEs of the zero page and the caller copies at PTE level
+    (VM_FAULT_FALLBACK). Returns whether the THP was mapped."""
+    from .rmap import rmap_add
+
+    system = mm.system
+    size = system.kgeom.pmd_size
+    a = addr & ~(size - 1)
+    folio = system.anon_folio_alloc(pmd_order(mm))
+    if folio is None:
+        mm.pgtable.split_pmd(a)
+        system.stats.count("thp_split_pmd")
+        return False
+    mm.pgtable.clear_pmd(a)
+    mm.pgtable.set_pmd(a, folio.pfn, vma.flags & (PROT_READ | PROT_WRITE | PROT_EXEC), folio_pfn=folio.pfn,
+                       folio_nr=folio.nr_pages)
+    rmap_add(vma, folio, mm, a, 0, folio.nr_pages)
+    system.stats.count("thp_pmd_faults")
+    return True
 
 
 def change_huge_pmds(mm: Mm, vma: Vma, lo: int, hi: int, prot: int) -> None:
@@ -159,6 +229,8 @@ def copy_huge_pmd(parent: Mm, child: Mm, addr: int, pfn: int, prot: int) -> None
     ro = prot & ~PROT_WRITE
     _set_block_prot(parent, addr, pfn, ro)
     child.pgtable.set_pmd(addr, pfn, ro, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
+    if is_zero_folio(parent.system, folio):
+        return  # the huge zero page: mapped again, never rmapped
     folio.rmap.append((child, addr, 0, folio.nr_pages))
     folio.mapcount += folio.nr_pages
 
@@ -171,6 +243,8 @@ def do_huge_pmd_wp_page(mm: Mm, vma: Vma, addr: int) -> bool:
     a = addr & ~(size - 1)
     pfn, prot, _ = mm.pgtable.pte_get(a)
     folio = mm.system.pfn_folio(pfn)
+    if folio is huge_zero_folio(mm.system, alloc=False):
+        return do_huge_zero_wp_pmd(mm, vma, addr)
     if vma.flags & VM_SHARED or folio_exclusive(mm, folio):
         _set_block_prot(mm, a, pfn, vma.flags & (PROT_READ | PROT_WRITE | PROT_EXEC))
         mm.system.stats.count("thp_pmd_reuse")

@@ -156,6 +156,13 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     kps = system.kernel_page_size
     if vma.flags & VM_PAD_ANON:
         return _pad_fault(mm, vma, addr)
+    if vma.shmem is not None:
+        from .shmem import shmem_fault
+
+        return shmem_fault(mm, vma, addr, write)
+    if not write and huge_memory.do_huge_zero_read_fault(mm, vma, addr):
+        system.stats.count("faults")
+        return 0
     if not write and not vma.flags & VM_SHARED and system.zero_folio is not None:
         # The zero page for a whole process page (or mthp_only granule): read-only, shared,
         # never counted as anon.
@@ -306,7 +313,11 @@ def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
     table (from_pte/to_pte); pages at or past the EOF page and present PTEs are skipped.
     Per-process page size: only whole process pages below EOF, in folios of at least the
     process order (a smaller folio or the EOF page is left to filemap_fault() and its
-    policy). Returns whether the page at addr is mapped now (else __do_fault() runs)."""
+    policy). A large folio is mapped whole where possible (filemap_map_folio_range(), since
+    6.18): it lies within the VMA, does not cross a PMD (page-table) boundary and ends
+    before the file's last page (file_end >= folio_next_index(), file_end the index of the
+    page holding EOF); else only its pages inside the window. Returns whether the page at
+    addr is mapped now (else __do_fault() runs)."""
     from .filemap import filemap_get_folios
 
     system = mm.system
@@ -323,6 +334,11 @@ def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
         if folio.order < mm.order or not folio.uptodate:
             continue
         i0, i1 = max(first, folio.index), min(last, folio.index + folio.nr_pages)
+        f0 = vma.start + (folio.index - vma.pgoff) * kps
+        f1 = f0 + folio.nr_pages * kps
+        if (eof_pages - 1 >= folio.index + folio.nr_pages and vma.start <= f0 and f1 <= vma.end
+                and f0 // pmd == (f1 - 1) // pmd):
+            i0, i1 = folio.index, folio.index + folio.nr_pages
         a0 = vma.start + (i0 - vma.pgoff) * kps
         spans = [(a0, i1 - i0)] if mm.pgtable.range_none(a0, i1 - i0) else \
             [(a, ppn) for a in range(a0, a0 + (i1 - i0) * kps, mm.page_size) if mm.pgtable.range_none(a, ppn)]
@@ -422,7 +438,7 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
         uniq = np.unique(heads[heads >= 0]).tolist()
     for head in uniq:
         folio = system.folios.get(head)
-        if folio is None or folio is system.zero_folio:
+        if folio is None or huge_memory.is_zero_folio(system, folio):
             continue
         unmap_folio_range(mm, folio, start, end)
         folio_put_if_unused(system, folio)
@@ -466,7 +482,7 @@ def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
     heads = heads[heads >= 0]
     _, first = np.unique(heads, return_index=True)
     folios = [mm.system.folios.get(h) for h in heads[np.sort(first)].tolist()]
-    return [f for f in folios if f is not None and f is not mm.system.zero_folio]
+    return [f for f in folios if f is not None and not huge_memory.is_zero_folio(mm.system, f)]
 
 
 def pin_user_pages(mm: Mm, start: int, end: int) -> int:
@@ -557,23 +573,13 @@ def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
         for h in np.unique(heads[idx]).tolist():
             moved.setdefault(h, system.folios[h])
     for folio in moved.values():
-        if folio is not system.zero_folio:
+        if not huge_memory.is_zero_folio(system, folio):
             rmap_move(mm, folio, old_start, old_end, delta)
     for s0, idx, pfn, prot, heads in spans:
         for i, n in _runs(idx, pfn, heads, prot):
             folio = moved[int(heads[i])]
             mm.pgtable.set_ptes(s0 + delta + int(idx[i]) * kps, int(pfn[i]), n, int(prot[i]),
                                 folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
-
-
-def _share_anon_range(parent: Mm, child: Mm, vma: Vma) -> None:
-    """MAP_SHARED|MAP_ANONYMOUS (shmem in Linux): the child maps the very same folios, writable."""
-    system = parent.system
-    for folio in _folios_in(parent, vma.start, vma.end):
-        for emm, addr, first, nr in list(folio.rmap):
-            if emm is parent and vma.start <= addr < vma.end:
-                map_folio_range(child, vma, addr, folio, first, nr, writable=True)
-    system.stats.count("fork_shared_anon_vmas")
 
 
 def _copy_pinned(child: Mm, vma: Vma, addr: int, nr: int) -> None:
@@ -612,12 +618,14 @@ def dup_mm(parent: Mm, child: Mm) -> None:
         if vma.flags & VM_DONTCOPY:
             continue
         cvma = child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~(VM_LOCKED | VM_LOCKONFAULT),
-                                  file=vma.file, pgoff=vma.pgoff, name=vma.name))
+                                  file=vma.file, pgoff=vma.pgoff, name=vma.name, shmem=vma.shmem))
         if vma.flags & VM_WIPEONFORK:
             continue  # kernel/fork.c dup_mmap(): the child's copy starts empty
         if vma.flags & VM_SHARED:
-            if vma.file is None:
-                _share_anon_range(parent, child, cvma)
+            # vma_needs_copy(): a shared VMA has no anon_vma; the child faults its pages in
+            # (from the page cache, or the shmem object of a shared anonymous mapping)
+            if vma.shmem is not None:
+                system.stats.count("fork_shared_anon_vmas")
             continue
         huge_memory.split_huge_pmds(parent, vma.start, vma.end)
         for a, pfn, prot in huge_memory.pmd_blocks(parent, vma.start, vma.end):

@@ -67,6 +67,7 @@ class Folio:
     dirty: bool = False
     uptodate: bool = True
     padding: bool = False  # an anonymous folio standing in for bytes past EOF
+    shmem: bool = False  # a page of a MAP_SHARED|MAP_ANONYMOUS object (shmem.py): unmapping never frees it
     rmap: list = field(default_factory=list)  # [(mm, addr, first, nr)]: pages first..first+nr-1 of the folio mapped at addr
 
     @property
@@ -120,6 +121,7 @@ class Vma:
     file: File | None = None
     pgoff: int = 0
     name: str = ""
+    shmem: object = None  # shmem.ShmemObject of a MAP_SHARED|MAP_ANONYMOUS VMA (its vm_file)
 
     @property
     def length(self) -> int:

@@ -87,7 +87,8 @@ def rmap_move(mm: Mm, folio: Folio, start: int, end: int, delta: int) -> None:
 
 def folio_put_if_unused(system, folio: Folio) -> None:
     """Free an anonymous folio nobody maps or pins any more (folio_put() reaching zero)."""
-    if folio.anon and folio.mapcount == 0 and folio.pincount == 0 and folio.pfn in system.folios:
+    if (folio.anon and folio.mapcount == 0 and folio.pincount == 0 and folio.pfn in system.folios
+            and not folio.shmem and not huge_memory.is_zero_folio(system, folio)):
         system.anon_folio_free(folio)
 
 

@@ -44,6 +44,9 @@ class Policy:
     native_pgtable: str = "off"  # arch.native_pgtable
     overhang: str = "anon_fault"  # abi.overhang
     zero_page: bool = True  # folio.zero_page: read faults on private anon map the shared zero page
+    # folio.huge_zero_page (/sys/kernel/mm/transparent_hugepage/use_zero_page): a read fault
+    # in an empty PMD range that may get a PMD THP maps the huge zero page
+    huge_zero_page: bool = True
 
     def __post_init__(self):
         _choice(self.anon, ANON_POLICIES, "folio.anon")
@@ -118,6 +121,7 @@ class System:
             native_pgtable=arch.get("native_pgtable", "off"),
             overhang=cfg.get("abi", {}).get("overhang", "anon_fault"),
             zero_page=bool(folio.get("zero_page", True)),
+            huge_zero_page=bool(folio.get("huge_zero_page", True)),
         )
         kernel = cfg.get("kernel", {})
         memory = cfg.get("memory", {})

@@ -154,6 +154,7 @@ class VmaTree:
         can_vma_merge_after()/before() (pgoff contiguous: a.pgoff + pages(a) == b.pgoff).
         """
         return (a.end == b.start and a.flags == b.flags and a.file is b.file and a.name == b.name
+                and a.shmem is b.shmem
                 and not a.flags & VM_SPECIAL
                 and a.pgoff + (a.length >> self.kernel_page_shift) == b.pgoff)
 

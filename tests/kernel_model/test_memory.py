@@ -119,13 +119,22 @@ def test_map_shared_anon_across_fork(kernel, page):
     assert p.touch(BASE, write=True) == 0
     folio = folio_at(p, BASE)
     c = p.fork()
+    # shmem: fork copies no PTEs (vma_needs_copy()); the child's fault finds the same page
+    assert folio_at(c, BASE) is None
+    assert c.touch(BASE, write=True) == 0
     assert folio_at(c, BASE) is folio
     assert prots(c, BASE, n) == [RW] * n
-    assert c.touch(BASE, write=True) == 0
     assert p.touch(BASE, write=True) == 0
     assert folio.rmap == [(p.mm, BASE, 0, n), (c.mm, BASE, 0, n)]
-    assert s.anon_bytes == ps
+    # a page faulted in after fork, by the child, is the parent's page too
+    assert c.touch(BASE + ps, write=False) == 0
+    assert p.touch(BASE + ps, write=False) == 0
+    assert folio_at(p, BASE + ps) is folio_at(c, BASE + ps) is not None
+    assert s.anon_bytes == 2 * ps
     assert s.stats.events.get("cow_copies", 0) == 0
+    # unmapped everywhere, the object is gone and its pages freed
+    assert c.munmap(BASE, 2 * ps) == 0 and s.anon_bytes == 2 * ps
+    assert p.munmap(BASE, 2 * ps) == 0 and s.anon_bytes == 0
 
 
 @matrix
