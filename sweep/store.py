@@ -164,6 +164,12 @@ def quarantine(root: Path, path: Path, reason: str) -> Path | None:
     return dest
 
 
+def unparseable(e: BaseException) -> bool:
+    """An error about a file's bytes (quarantine it), not about reaching it: pyarrow's
+    parse errors carry no errno; EACCES, EMFILE, EIO... do and are raised as they are."""
+    return isinstance(e, (pa.ArrowException, ValueError)) and getattr(e, "errno", None) is None
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
@@ -178,6 +184,8 @@ def verify(root: Path, paths) -> int:
         except FileNotFoundError:
             continue
         except (pa.ArrowException, OSError, ValueError) as e:
+            if not unparseable(e):
+                raise
             moved += quarantine(root, Path(path), _first_line(e)) is not None
     return moved
 
@@ -203,6 +211,8 @@ def _footer(root: Path, path: Path):
         except FileNotFoundError:
             return None
         except (pa.ArrowException, OSError, ValueError) as e:
+            if not unparseable(e):
+                raise
             quarantine(root, path, _first_line(e))
             return None
         if len(_footers) > 100_000:
