@@ -166,8 +166,9 @@ def quarantine(root: Path, path: Path, reason: str) -> Path | None:
 
 def unparseable(e: BaseException) -> bool:
     """An error about a file's bytes (quarantine it), not about reaching it: pyarrow's
-    parse errors carry no errno; EACCES, EMFILE, EIO... do and are raised as they are."""
-    return isinstance(e, (pa.ArrowException, ValueError)) and getattr(e, "errno", None) is None
+    parse errors (ArrowInvalid, OSError "Couldn't deserialize thrift") carry no errno;
+    EACCES, EMFILE, EIO... do and are raised as they are."""
+    return isinstance(e, (pa.ArrowException, ValueError, OSError)) and getattr(e, "errno", None) is None
 
 
 def _first_line(e: BaseException) -> str:
