@@ -97,8 +97,9 @@ def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment:
         _err(str(e))
         return 2
     index = CellIndex(root)
+    if plan.cells:
+        repair(root)                            # also moves an old layout under cells/
     if not sw.force and plan.cells:
-        repair(root)
         wanted = {c.cell_key for c in plan.cells}
         plan.done = index.refresh().ok_keys(wanted)
         plan.reuse = plan.done - index.ok_keys(wanted, experiment=plan.experiment)

@@ -148,3 +148,81 @@ def test_stress_four_sweeps_and_queries(conf_dir, results, capsys):
     # nothing left behind: no claims, no leases, no snapshots, one file per run that computed cells
     state = results / "state"
     assert [p for p in state.rglob("*") if p.is_file() and p.name != "claims.lock"] == []
+
+
+# ---- claims -----------------------------------------------------------------------
+
+def claims_of(root, run_id, host=None, pid=None):
+    """The Claims (and lease) of a run other than the caller's, as another process has them."""
+    from sweep.claims import Claims, RunLease
+
+    lease = RunLease(root, run_id)
+    lease.info.update(host=host or lease.info["host"], pid=pid or lease.info["pid"])
+    return Claims(root, lease), lease
+
+
+def test_claims_are_exclusive_and_dead_holders_are_taken_over(tmp_path):
+    import socket
+
+    from sweep import claims as cl
+
+    root = tmp_path / "results"
+    mine, _ = claims_of(root, "mine")
+    live, _ = claims_of(root, "live")                     # this very process: alive
+    assert live.claim("k1") is None
+    assert mine.claim("k1")["run_id"] == "live"
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                            text=True, check=True)
+    gone, _ = claims_of(root, "gone", pid=int(exited.stdout))
+    assert gone.claim("k2") is None
+    assert mine.claim("k2") is None                        # its pid is gone: taken over
+    gone.release(["k2"])                                   # no longer its claim: left alone
+    assert mine.read("k2")["run_id"] == "mine"
+    # another host: alive while its lease is fresh, dead once older than STALE_AFTER_S
+    remote, lease = claims_of(root, "remote", host="not-" + socket.gethostname(), pid=1)
+    lease.__enter__()
+    try:
+        assert remote.claim("k3") is None
+        assert mine.claim("k3")["run_id"] == "remote"
+        old = time.time() - cl.STALE_AFTER_S - 1
+        os.utime(lease.path, (old, old))
+        assert mine.claim("k3") is None
+    finally:
+        lease.__exit__(None, None, None)
+    for c in (live, mine, gone, remote):
+        c.close()
+    assert sorted(p.name for p in (root / "state" / "claims").iterdir()) == []
+
+
+def test_a_sweep_waits_for_a_cell_another_run_is_computing(sweep_run, results, conf_dir, monkeypatch):
+    """A live run holds one cell's claim: the sweep computes the other cell, waits, finds
+    the other run's row and counts the cell as done by it."""
+    import sweep.claims
+    from sweep.app import model_version
+    from tests.sweep.test_sweep_plan import plan_for
+
+    key = plan_for(conf_dir, "+experiment=tiny", "kernel.page_size=4K", "cell_fn=tests.sweep.cells:trivial",
+                   model_version=model_version()).cells[0].cell_key
+    holder, _ = claims_of(results, "holder")
+    assert holder.claim(key) is None
+    waiting = threading.Event()
+    real_wait = sweep.claims.Settler.wait
+    monkeypatch.setattr(sweep.claims.Settler, "wait", lambda self: waiting.set() or real_wait(self))
+
+    def finish():                    # the other run finishes the cell once the sweep waits
+        assert waiting.wait(120)
+        time.sleep(0.3)
+        CellWriter(results, "tiny", "holder", "2026-01-01").write([sample_row(key)])
+        holder.release([key])
+
+    t = threading.Thread(target=finish)
+    t.start()
+    try:
+        code, out = sweep_run("+experiment=tiny", "kernel.page_size=4K")
+    finally:
+        waiting.set()
+        t.join()
+    assert code == 0
+    assert "waiting for 1 cell(s) claimed by run holder" in out
+    assert "run " in out and ": 1 ok, 0 failed, 0 already done, 1 done by another run meanwhile" in out
+    assert ok_rows(results) == (2, 2)
