@@ -2,6 +2,7 @@
 readable by plain DuckDB / pyarrow / pandas, old layouts migrate, input files are part
 of the cell key, and the query CLI refuses a missing directory."""
 
+import datetime as dt
 import gzip
 import hashlib
 import os
@@ -45,6 +46,9 @@ def test_corrupt_files_are_quarantined_not_fatal(sweep_run, results, capsys):
     assert sweep_run("+experiment=tiny")[0] == 0
     junk, cut = plant_bad_files(results)
     rel = [p.relative_to(results) for p in (junk, cut)]
+    # a file another run is writing right now: a temporary name, never read or moved
+    writing = junk.parent / ".r9-00001.parquet.4242.abcd1234.tmp"
+    writing.write_bytes(b"PAR1 half a file")
     capsys.readouterr()
     code, out = sweep_run("+experiment=tiny")
     assert code == 0
@@ -58,6 +62,7 @@ def test_corrupt_files_are_quarantined_not_fatal(sweep_run, results, capsys):
         assert (results / "quarantine" / r).is_file()
     assert (results / "quarantine" / rel[0]).read_bytes() == b"this is not parquet\n" * 10
     assert count(results) == 5
+    assert writing.read_bytes() == b"PAR1 half a file"
 
 
 def test_query_survives_a_corrupt_file(sweep_run, results, capsys):
@@ -135,6 +140,30 @@ def test_layout_reads_with_plain_duckdb_pyarrow_and_pandas(sweep_run, results, c
         res = subprocess.run(cmd, shell=True, cwd=results.parent, capture_output=True, text=True, timeout=120,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
         assert (res.returncode, res.stdout) == (0, "6\n"), (line, res.stderr)
+
+
+def test_metric_types_union_across_files(tmp_path):
+    """A metric that is int64 in one file, double in another and absent (or all null) in a
+    third reads as one double column; a failed-only file carries no metric columns."""
+    from sweep.results import CellWriter, cells_dataset
+    from tests.sweep.cells import sample_row
+
+    w = CellWriter(tmp_path, "x", "r1", "2026-01-01")
+    w.write([sample_row("a", m=1)])
+    w.write([sample_row("b", m=2.5)])
+    failed = sample_row("c")
+    failed.update(status="failed", error="boom", metrics=None)
+    CellWriter(tmp_path, "x", "r2", "2026-01-02").write([failed])
+    CellWriter(tmp_path, "y", "r3", "2026-01-02").write([sample_row("d", other=True, m=None)])
+    assert "m" not in pq.read_schema(next((tmp_path / "cells" / "experiment=y").rglob("*.parquet"))).names
+    assert "faults" not in pq.read_schema(next((tmp_path / "cells").rglob("r2-*.parquet"))).names
+    con = connect(tmp_path)
+    assert con.sql("select cell_key, m, other, experiment, date from cells order by 1").fetchall() == [
+        ("a", 1.0, None, "x", dt.date(2026, 1, 1)), ("b", 2.5, None, "x", dt.date(2026, 1, 1)),
+        ("c", None, None, "x", dt.date(2026, 1, 2)), ("d", None, True, "y", dt.date(2026, 1, 2))]
+    assert dict(con.sql("select column_name, column_type from (describe cells)").fetchall())["m"] == "DOUBLE"
+    t = cells_dataset(tmp_path).to_table().sort_by("cell_key")
+    assert t["m"].type == "double" and t["m"].to_pylist() == [1.0, 2.5, None, None]
 
 
 def test_legacy_layout_is_migrated(sweep_run, results):
