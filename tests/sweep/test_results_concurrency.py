@@ -9,7 +9,6 @@ import textwrap
 import threading
 import time
 
-import pytest
 
 from sweep.query import connect, main as query_main
 from sweep.results import CellWriter
