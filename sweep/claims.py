@@ -37,6 +37,9 @@ from sweep.store import STATE, write_text_atomic
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0
 POLL_S = 0.1
+# A directory modified less than this long ago may be modified again within the same
+# timestamp granule (a jiffy): its mtime does not prove that nothing changed.
+RACY_S = 2.0
 
 
 def proc_start(pid: int):
@@ -227,6 +230,27 @@ class Settler:
         self.by_others = 0
         self.copies: list = []
         self.waiting: list = []        # (cell, holder info)
+        self._live = claims.root / STATE / "live"
+        self._own_lease = f"{claims.info['run_id']}.json"
+        self._stamp = None
+
+    def _refresh(self) -> None:
+        """Bring the index up to date before deciding about a claimed cell.
+
+        Only a run holding a lease writes cell rows, so when no other lease exists and
+        the lease directory is as it was before the last refresh (no run started or
+        ended since), no row can have appeared but this run's own: skip the re-read.
+        """
+        try:
+            stamp = os.stat(self._live).st_mtime_ns
+            others = [n for n in os.listdir(self._live) if n != self._own_lease]
+        except FileNotFoundError:
+            stamp, others = None, []
+        if (not others and stamp is not None and stamp == self._stamp
+                and time.time_ns() - stamp > RACY_S * 1e9):
+            return
+        self._stamp = stamp
+        self.index.refresh()
 
     def claimable(self, cells):
         for cell in cells:
@@ -236,7 +260,7 @@ class Settler:
                 self.waiting.append((cell, holder))
                 continue
             if not self.force:
-                self.index.refresh()
+                self._refresh()
                 if self.index.ok(key, self.experiment):
                     self.claims.release([key])
                     self.by_others += 1
