@@ -30,6 +30,7 @@ Rules every writer and reader follows:
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import secrets
@@ -196,21 +197,22 @@ def verify(root: Path, paths) -> int:
 # (path, inode, size, mtime_ns) -> PLAIN, or the frozenset of parts a 00000 holds.
 # Named files never change in place, so a footer is read once per process.
 _footers: dict = {}
-PLAIN = "plain"
+PLAIN, GONE = "plain", "gone"
 
 
 def _footer(root: Path, path: Path):
-    """PLAIN, or the parts a merged file holds; None if it is gone or was quarantined."""
+    """PLAIN, or the parts a merged file holds; GONE if it vanished; None if it was
+    quarantined."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return None
+        return GONE
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _footers:
         try:
             meta = pq.read_schema(path).metadata or {}
         except FileNotFoundError:
-            return None
+            return GONE
         except (pa.ArrowException, OSError, ValueError) as e:
             if not unparseable(e):
                 raise
@@ -225,16 +227,18 @@ def _footer(root: Path, path: Path):
 
 def _files(root: Path, table: str) -> list:
     """Candidate final names (the old cells layout included), sorted by their place
-    under the new layout."""
+    under the new layout. glob.glob, unlike Path.glob, skips a directory that vanishes
+    while it walks (a migration renaming it)."""
     found = {}
     patterns = ([("experiment=*", "date=*", "*.parquet"), (CELLS, "experiment=*", "date=*", "*.parquet")]
                 if table == CELLS else [(RUNS, "date=*", "*.parquet")])
-    for parts in patterns:
-        for p in root.glob(os.path.join(*parts)):
+    for parts in patterns:                      # the old layout first: a file moved meanwhile
+        for name in glob.glob(os.path.join(glob.escape(str(root)), *parts)):   # is seen in the new one
+            p = Path(name)
             rel = p.relative_to(root)
             if rel.parts[0] != table:
                 rel = Path(CELLS, *rel.parts)
-            found.setdefault(rel, p)           # listed in both places mid-move: count it once
+            found.setdefault(rel, p)
     return [found[r] for r in sorted(found)]
 
 
@@ -243,20 +247,26 @@ def listing(root: Path, table: str = CELLS) -> list:
 
     Unparseable files are quarantined; parts held by a ``00000`` beside them are left
     out (a 00000 without the merged-parts list, written before it existed, holds every
-    numbered part of its run).
+    numbered part of its run). A file that vanishes between the directory walk and its
+    check (compacted, migrated, quarantined by another process) makes the listing start
+    again, so it never misses rows that moved.
     """
     root = Path(root)
-    files = [(p, _footer(root, p)) for p in _files(root, table)]
-    files = [(p, info) for p, info in files if info is not None]
-    merged = {(p.parent, split_part(p)[0]): info for p, info in files if split_part(p)[1] == COMPACT_PART}
-    out = []
-    for p, _ in files:
-        run_id, part = split_part(p)
-        held = merged.get((p.parent, run_id))
-        if part not in (None, COMPACT_PART) and held is not None and (held == PLAIN or part in held):
+    for _ in range(MAX_RETRIES):
+        files = [(p, _footer(root, p)) for p in _files(root, table)]
+        if any(info is GONE for _, info in files):
             continue
-        out.append(p)
-    return out
+        files = [(p, info) for p, info in files if info is not None]
+        merged = {(p.parent, split_part(p)[0]): info for p, info in files if split_part(p)[1] == COMPACT_PART}
+        out = []
+        for p, _ in files:
+            run_id, part = split_part(p)
+            held = merged.get((p.parent, run_id))
+            if part not in (None, COMPACT_PART) and held is not None and (held == PLAIN or part in held):
+                continue
+            out.append(p)
+        return out
+    raise StoreError(f"results directory {root}: files keep vanishing while listed; try again")
 
 
 def read_each(root: Path, table: str, read, files=None) -> list:

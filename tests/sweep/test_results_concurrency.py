@@ -110,6 +110,7 @@ def test_queries_during_compactions_never_fail_or_double_count(tmp_path, capsys)
                 continue
             dup, n = map(int, out.out.splitlines()[1].split(","))
             assert dup == 0, f"{n} rows, {dup} counted twice"
+            assert n >= max(seen, default=0), f"{n} rows after {max(seen)}: rows went missing"
             seen.add(n)
     finally:
         stop.touch()
@@ -225,3 +226,47 @@ def test_a_sweep_waits_for_a_cell_another_run_is_computing(sweep_run, results, c
     assert "waiting for 1 cell(s) claimed by run holder" in out
     assert "run " in out and ": 1 ok, 0 failed, 0 already done, 1 done by another run meanwhile" in out
     assert ok_rows(results) == (2, 2)
+
+
+def test_concurrent_migrations_and_readers_see_every_file_once(tmp_path):
+    """Four migrations of an old layout at once, while readers list: every file ends under
+    cells/ exactly once, and every listing meanwhile holds each file exactly once."""
+    from sweep import store
+
+    root = tmp_path / "results"
+    names = set()
+    for e in range(3):
+        for d in range(2):
+            for r in range(4):
+                w = CellWriter(root, f"e{e}", f"r{r}", f"2026-01-0{d + 1}")
+                w.write([sample_row(f"{e}{d}{r}")])
+                names.add(f"experiment=e{e}/date=2026-01-0{d + 1}/r{r}-00001.parquet")
+    for e in range(3):
+        (root / "cells" / f"experiment=e{e}").rename(root / f"experiment=e{e}")
+    # e2 also has a new-layout directory already: merged file by file
+    CellWriter(root, "e2", "new", "2026-01-01").write([sample_row("new")])
+    names.add("experiment=e2/date=2026-01-01/new-00001.parquet")
+    seen, errors = [], []
+    barrier = threading.Barrier(5)
+
+    def reader():
+        barrier.wait()
+        for _ in range(30):
+            seen.append(sorted(str(p.relative_to(p.parents[2])) for p in store.listing(root)))
+
+    def migrator():
+        barrier.wait()
+        try:
+            store.migrate(root)
+        except Exception as e:               # noqa: BLE001 - any error is a failure here
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader)] + [threading.Thread(target=migrator) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(s == sorted(names) for s in seen), [len(s) for s in seen]
+    assert sorted(p.name for p in root.iterdir()) == ["cells"]
+    assert sorted(str(p.relative_to(root / "cells")) for p in (root / "cells").rglob("*.parquet")) == sorted(names)
