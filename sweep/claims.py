@@ -40,11 +40,14 @@ POLL_S = 0.1
 # A directory modified less than this long ago may be modified again within the same
 # timestamp granule (a jiffy): its mtime does not prove that nothing changed.
 RACY_S = 2.0
+HAVE_PROC = os.path.exists("/proc/self/stat")   # else (macOS) kill(pid, 0), without start times
 
 
 def proc_start(pid: int):
     """The start time of ``pid`` (clock ticks after boot, /proc/<pid>/stat field 22),
     None if there is no such live process (gone, or a zombie)."""
+    if not HAVE_PROC:
+        return _kill0(pid)
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
@@ -56,6 +59,7 @@ def proc_start(pid: int):
 
 
 def _kill0(pid: int):
+    """-1 (alive, start time unknown) or None."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
