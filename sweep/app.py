@@ -24,7 +24,7 @@ from omegaconf import DictConfig, open_dict
 
 from sweep.execute import RaySession, execute_ray, execute_serial, import_cell_fn
 from sweep.plan import Plan, expand
-from sweep.claims import Claims, RunLease, Settler
+from sweep.claims import Claims, RunLease, Settler, clear_dead
 from sweep.inputs import InputDigests
 from sweep.results import (CellIndex, CellWriter, flatten_config, mark_dead_runs, repair, reused_rows, to_json,
                            utcnow, write_run)
@@ -128,6 +128,7 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out, inde
                   model_version=model_version(), host=socket.gethostname(), pid=os.getpid())
     mark_dead_runs(root, record["host"])
     write_run(root, date, record)
+    clear_dead(root)
     writer = CellWriter(root, plan.experiment, run_id, date)
     common = dict(run_id=run_id, git_sha=git_sha(), model_version=model_version(),
                   package_versions=package_versions())

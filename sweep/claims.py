@@ -206,11 +206,35 @@ class Claims:
             self._template = None
 
 
+def clear_dead(root: Path) -> int:
+    """Unlink the leases, claims and claim templates of runs that are provably dead (a
+    driver killed with -9 leaves them); returns how many. Their cells would be taken
+    over anyway; this keeps ``state/`` from growing and lets a solo run skip re-checks."""
+    root = Path(root)
+    removed = 0
+    with _Flock(root / STATE / "claims.lock"):
+        for d in (root / STATE / "live", root / STATE / "claims"):
+            if not d.is_dir():
+                continue
+            for path in d.iterdir():
+                if path.name.endswith(".tmp"):
+                    continue                      # being written
+                try:
+                    info = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if isinstance(info, dict) and "run_id" in info and not holder_alive(root, info):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+    return removed
+
+
 class _Flock:
     def __init__(self, path: Path):
         self.path = path
 
     def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self

@@ -64,6 +64,9 @@ def test_kill_9_driver_then_rerun(ray_session, sweep_run, results):
     assert connect(results).sql("select status, cells_done_before, cells_ok from runs "
                                 "order by started_at").fetchall() == [
         ("killed", 0, flushed), ("finished", flushed, 18 - flushed)]
+    # the killed driver's lease and cell claims were cleared by the rerun
+    assert [p.name for p in (results / "state" / "live").iterdir()] == []
+    assert [p.name for p in (results / "state" / "claims").iterdir()] == []
 
 
 # A driver that, like ray.init(), starts a server child which starts an agent
