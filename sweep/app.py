@@ -24,8 +24,10 @@ from omegaconf import DictConfig, open_dict
 
 from sweep.execute import RaySession, execute_ray, execute_serial, import_cell_fn
 from sweep.plan import Plan, expand
-from sweep.results import (CellWriter, flatten_config, mark_dead_runs, ok_cell_keys, repair, reused_rows,
-                           to_json, utcnow, write_run)
+from sweep.claims import Claims, RunLease, Settler, clear_dead
+from sweep.inputs import InputDigests
+from sweep.results import (CellIndex, CellWriter, flatten_config, mark_dead_runs, repair, reused_rows, to_json,
+                           utcnow, write_run)
 from sweep.schema import ConfigError, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -84,30 +86,34 @@ def _err(msg: str) -> None:
 def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment: str,
               is_group, config_loader=None, choices=None, out=sys.stdout) -> int:
     """Plan, validate and run every cell of ``cfg``; return the exit code."""
+    root = Path(str(cfg.results.dir))
+    sw = cfg.sweep
+    inputs = InputDigests(root)
     try:
         import_cell_fn(str(cfg.cell_fn))
         plan = expand(cfg, overrides, compose, experiment=experiment, model_version=model_version(),
-                      is_group=is_group, config_loader=config_loader, choices=choices)
+                      is_group=is_group, config_loader=config_loader, choices=choices, inputs=inputs)
     except ConfigError as e:
         _err(str(e))
         return 2
-    root = Path(str(cfg.results.dir))
-    sw = cfg.sweep
+    index = CellIndex(root)
+    if plan.cells:
+        repair(root)                            # also moves an old layout under cells/
     if not sw.force and plan.cells:
-        repair(root)
         wanted = {c.cell_key for c in plan.cells}
-        plan.done = ok_cell_keys(root, wanted)
-        plan.reuse = plan.done - ok_cell_keys(root, wanted, experiment=plan.experiment)
+        plan.done = index.refresh().ok_keys(wanted)
+        plan.reuse = plan.done - index.ok_keys(wanted, experiment=plan.experiment)
     print(plan.summary(), file=out, flush=True)
     if sw.dry_run:
         for cell in plan.cells:
             state = "done" if cell.cell_key in plan.done else "run "
             print(f"  {state} {cell.cell_key[:12]} {cell.label}", file=out)
         return 0
-    return _execute(cfg, plan, list(overrides), root, out)
+    inputs.save()
+    return _execute(cfg, plan, list(overrides), root, out, index)
 
 
-def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> int:
+def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out, index: CellIndex) -> int:
     started = utcnow()
     run_id = new_run_id(started)
     date = started.strftime("%Y-%m-%d")
@@ -116,34 +122,53 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
                   executor=str(cfg.executor), cells_planned=len(plan.cells),
                   cells_done_before=len(plan.cells) - len(to_run), cells_to_run=len(to_run),
                   cells_reused=len(plan.reuse),
-                  cells_ok=0, cells_failed=0, cells_skipped=len(plan.skipped),
+                  cells_ok=0, cells_failed=0, cells_by_others=0, cells_skipped=len(plan.skipped),
                   cells_excluded=plan.excluded, status="running", exit_status=None,
                   started_at=started, finished_at=None, git_sha=git_sha(),
                   model_version=model_version(), host=socket.gethostname(), pid=os.getpid())
     mark_dead_runs(root, record["host"])
     write_run(root, date, record)
+    clear_dead(root)
     writer = CellWriter(root, plan.experiment, run_id, date)
     common = dict(run_id=run_id, git_sha=git_sha(), model_version=model_version(),
                   package_versions=package_versions())
     failed = []
     code = 130
-    if plan.reuse:
-        writer.write_table(reused_rows(root, plan.experiment, plan.reuse, run_id))
-    batches = _batches(cfg, to_run) if to_run else iter(())
+    # Cells not yet ok in this experiment: computed, or copied from another experiment,
+    # by whichever live run claims them first (sweep/claims.py).
+    pending = [c for c in plan.cells if cfg.sweep.force or c.cell_key not in plan.done - plan.reuse]
     last_run_write = time.monotonic()
+    batches = iter(())
+    lease = RunLease(root, run_id).__enter__()
+    claims = Claims(root, lease)
+    settler = Settler(claims, index, plan.experiment, bool(cfg.sweep.force), out)
+    copied = 0
     try:
         with _progress(len(to_run), cfg.sweep.progress and bool(to_run)) as bar:
-            for batch in batches:
-                rows = [_row(cell, outcome, common) for cell, outcome in batch]
-                writer.write(rows)
-                for row in rows:
-                    record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
-                    if row["status"] != "ok":
-                        failed.append(row)
-                if time.monotonic() - last_run_write >= RUN_ROW_INTERVAL_S:
-                    write_run(root, date, record)   # counts so far, for a run that dies
-                    last_run_write = time.monotonic()
-                bar.update(len(rows))
+            while pending:
+                cells = settler.claimable(pending)
+                if cfg.executor != "serial":
+                    cells = list(cells)          # claimed up front; Ray starts only for work
+                batches = _batches(cfg, cells) if cfg.executor == "serial" or cells else iter(())
+                for batch in batches:
+                    rows = [_row(cell, outcome, common) for cell, outcome in batch]
+                    writer.write(rows)
+                    claims.release([row["cell_key"] for row in rows])
+                    for row in rows:
+                        record["cells_ok" if row["status"] == "ok" else "cells_failed"] += 1
+                        if row["status"] != "ok":
+                            failed.append(row)
+                    if time.monotonic() - last_run_write >= RUN_ROW_INTERVAL_S:
+                        write_run(root, date, record)   # counts so far, for a run that dies
+                        last_run_write = time.monotonic()
+                    bar.update(len(rows))
+                if settler.copies:
+                    table = reused_rows(root, plan.experiment, set(settler.copies), run_id, index.refresh())
+                    writer.write_table(table)
+                    copied += table.num_rows
+                    claims.release(settler.copies)
+                    settler.copies = []
+                pending = settler.wait()
         writer.compact()
         code = 1 if failed else 0
     except KeyboardInterrupt:
@@ -152,15 +177,18 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
     finally:
         if hasattr(batches, "close"):
             batches.close()                     # leaves the RaySession: Ray shuts down
+        claims.close()
+        lease.__exit__(None, None, None)
         record.update(status="finished" if code != 130 else "interrupted", exit_status=code,
-                      finished_at=utcnow())
+                      finished_at=utcnow(), cells_by_others=settler.by_others, cells_reused=copied)
         write_run(root, date, record)
     for row in failed:
         print(f"FAILED {row['cell']}: {row['error'].splitlines()[0]}", file=out)
     elapsed = (record["finished_at"] - started).total_seconds()
     print(f"run {run_id}: {record['cells_ok']} ok, {record['cells_failed']} failed, "
           f"{record['cells_done_before']} already done"
-          + (f" ({len(plan.reuse)} copied from other experiments)" if plan.reuse else "")
+          + (f" ({copied} copied from other experiments)" if copied else "")
+          + (f", {settler.by_others} done by another run meanwhile" if settler.by_others else "")
           + f", {len(plan.skipped)} skipped "
           f"in {elapsed:.1f}s -> {writer.dir}", file=out, flush=True)
     return code
@@ -182,7 +210,7 @@ def _row(cell, outcome: dict, common: dict) -> dict:
                status=outcome["status"], error=outcome["error"], attempts=outcome["attempts"],
                duration_s=outcome["duration_s"], host=outcome["host"],
                started_at=outcome["started_at"], config_json=to_json(cell.config),
-               metrics=outcome["metrics"])
+               inputs_digest=cell.inputs_digest, metrics=outcome["metrics"])
     row.update(flatten_config(cell.config))
     return row
 

@@ -18,6 +18,7 @@ import sys
 import duckdb
 
 from sweep.query import connect, format_table
+from sweep.store import StoreError
 
 HIGHER_IS_BETTER = {"elf_ok"}
 EXACT = {"accesses", "elf_files"}
@@ -97,11 +98,10 @@ def main(argv=None) -> int:
     if args.threshold < 0:
         print("error: --threshold must be >= 0", file=sys.stderr)
         return 2
-    con = connect(args.results)
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     try:
-        header, rows, regressions = compare(con, args.experiment, args.threshold, metrics)
-    except duckdb.Error as e:
+        header, rows, regressions = compare(connect(args.results), args.experiment, args.threshold, metrics)
+    except (duckdb.Error, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if header is None:

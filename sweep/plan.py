@@ -41,8 +41,9 @@ class Cell:
     """One point of the grid, resolved.
 
     ``config`` is the plain dict handed to the cell function: the resolved config less
-    NON_SEMANTIC_KEYS. ``cell_key`` hashes it with the model version; ``config_key``
-    hashes it alone (the same cell across model versions, for nightly comparisons).
+    NON_SEMANTIC_KEYS. ``cell_key`` hashes it with the model version and the digest of
+    the files the workload reads (sweep/inputs.py); ``config_key`` hashes the config
+    alone (the same cell across model versions, for nightly comparisons).
     """
 
     index: int
@@ -50,6 +51,7 @@ class Cell:
     config: dict
     cell_key: str
     config_key: str
+    inputs_digest: str | None = None   # None: the workload reads no file
 
     @property
     def label(self) -> str:
@@ -93,9 +95,13 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
-def cell_key(config: dict, model_version: str) -> str:
-    payload = canonical_json({"config": config, "model_version": model_version})
-    return hashlib.sha256(payload.encode()).hexdigest()
+def cell_key(config: dict, model_version: str, inputs_digest: str | None = None) -> str:
+    """sha256 of the config, the model version and (only when the workload reads files)
+    their digest: a cell without input files keeps the key it had before inputs counted."""
+    payload = {"config": config, "model_version": model_version}
+    if inputs_digest is not None:
+        payload["inputs"] = inputs_digest
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 # ---- axes ------------------------------------------------------------------------
@@ -207,7 +213,7 @@ ComposeFn = Callable[[Sequence[str]], DictConfig]
 
 def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: ComposeFn, *,
            experiment: str, model_version: str, is_group: Callable[[str], bool],
-           config_loader=None, choices: dict | None = None) -> Plan:
+           config_loader=None, choices: dict | None = None, inputs=None) -> Plan:
     """Expand, resolve and validate every cell; raise ConfigError on the first bad one.
 
     ``compose(overrides)`` composes the primary config with the given overrides (Hydra's
@@ -215,7 +221,12 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
     plain value overrides are applied with OmegaConf.update, which enforces the schema
     types just as composition does. ``choices`` are the base config's group choices
     (hydra.runtime.choices), so exclude rules can name a group that is not an axis.
+    ``inputs`` (sweep.inputs.InputDigests) digests the files a workload reads; by
+    default an in-memory one.
     """
+    from sweep.inputs import InputDigests
+
+    inputs = inputs if inputs is not None else InputDigests()
     parser = OverridesParser.create(config_loader=config_loader)
     sweep_cfg = OmegaConf.to_container(base_cfg.sweep, resolve=True)
     pinned = {_override_key(ov).lstrip("+~"): ov.get_value_element_as_str()
@@ -253,9 +264,10 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
                                             f"{kps // 1024}K"))
                 continue
         config = semantic_config(resolved)
+        digest = inputs.workload(config["workload"])
         plan.cells.append(Cell(index=len(plan.cells), assignment=pairs, config=config,
-                               cell_key=cell_key(config, model_version),
-                               config_key=config_key(config)))
+                               cell_key=cell_key(config, model_version, digest),
+                               config_key=config_key(config), inputs_digest=digest))
     return plan
 
 

@@ -1,27 +1,39 @@
 """``python -m sweep.query "SQL"``: DuckDB over the results directory.
 
 Views: ``cells`` (every cell row, hive columns ``experiment`` and ``date`` included)
-and ``runs`` (one row per sweep run). Output: an aligned table (default), csv, json
-(one object per row in a list) or parquet (``--output FILE`` required). Bad SQL prints
-DuckDB's message and exits 2.
+and ``runs`` (one row per sweep run), over a hard-linked snapshot of the store's files
+(sweep/store.py), so a compaction or another run never makes a query fail or count a
+row twice. Unreadable files are quarantined with a warning. Output: an aligned table
+(default), csv, json (one object per row in a list) or parquet (``--output FILE``
+required; written under a temporary name and renamed). Bad SQL, a missing results
+directory or a missing output directory is one ``error:`` line and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import weakref
 from pathlib import Path
 
 import duckdb
 
 from sweep import exit_on_broken_pipe
-from sweep.results import cell_files
+from sweep.store import Snapshot, StoreError, migrate, require_dir, tmp_name, verify
 
 # Column lists for the views when no file exists yet, so queries still bind.
-_EMPTY_CELLS = ("experiment VARCHAR, date VARCHAR, run_id VARCHAR, cell_key VARCHAR, status VARCHAR, "
+_EMPTY_CELLS = ("experiment VARCHAR, date DATE, run_id VARCHAR, cell_key VARCHAR, status VARCHAR, "
                 "error VARCHAR")
-_EMPTY_RUNS = "run_id VARCHAR, experiment VARCHAR, status VARCHAR, exit_status BIGINT, date VARCHAR"
+_EMPTY_RUNS = "run_id VARCHAR, experiment VARCHAR, status VARCHAR, exit_status BIGINT, date DATE"
+# Hive partition columns have one type whatever their values look like.
+_HIVE = {"cells": "hive_partitioning = true, union_by_name = true, "
+                  "hive_types = {'experiment': VARCHAR, 'date': DATE}",
+         "runs": "hive_partitioning = true, union_by_name = true, hive_types = {'date': DATE}"}
+# DuckDB errors about the SQL itself, never about a file.
+_SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
+               duckdb.ConversionException, duckdb.NotImplementedException)
 
 
 def _quote(s: str) -> str:
@@ -29,24 +41,38 @@ def _quote(s: str) -> str:
 
 
 def connect(results: Path | str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with views ``cells`` and ``runs`` over ``results``."""
-    root = Path(results)
+    """An in-memory DuckDB with views ``cells`` and ``runs`` over a snapshot of ``results``.
+
+    Raises StoreError when the directory does not exist. The snapshot lives as long as
+    the connection.
+    """
+    root = require_dir(results)
+    migrate(root)
+    snap = Snapshot(root)
     con = duckdb.connect(":memory:")
-    if cell_files(root):
-        pattern = _quote(str(root / "experiment=*" / "date=*" / "*.parquet"))
-        con.execute(f"CREATE VIEW cells AS SELECT * FROM read_parquet({pattern}, "
-                    "hive_partitioning = true, union_by_name = true)")
-    else:
-        con.execute(f"CREATE VIEW cells AS SELECT * FROM (SELECT NULL::VARCHAR AS x) "
-                    f"JOIN (SELECT {_null_columns(_EMPTY_CELLS)}) ON false")
-    if list((root / "runs").glob("date=*/*.parquet")):
-        pattern = _quote(str(root / "runs" / "date=*" / "*.parquet"))
-        con.execute(f"CREATE VIEW runs AS SELECT * FROM read_parquet({pattern}, "
-                    "hive_partitioning = true, union_by_name = true)")
-    else:
-        con.execute(f"CREATE VIEW runs AS SELECT * FROM (SELECT NULL::VARCHAR AS x) "
-                    f"JOIN (SELECT {_null_columns(_EMPTY_RUNS)}) ON false")
+    weakref.finalize(con, snap.close)
+    con_snapshots[id(con)] = snap
+    for view, files, empty in (("cells", snap.cells, _EMPTY_CELLS), ("runs", snap.runs, _EMPTY_RUNS)):
+        if files:
+            listed = ", ".join(_quote(str(f)) for f in files)
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listed}], {_HIVE[view]})")
+        else:
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM (SELECT NULL::VARCHAR AS x) "
+                        f"JOIN (SELECT {_null_columns(empty)}) ON false")
     return con
+
+
+# id(connection) -> its Snapshot, for quarantining what a failed query could not read.
+con_snapshots = weakref.WeakValueDictionary()
+
+
+def quarantine_unreadable(con) -> int:
+    """After a query failed on a file: read each file of the connection's snapshot
+    whole and quarantine what fails. Returns how many were moved."""
+    snap = con_snapshots.get(id(con)) if con is not None else None
+    if snap is None:
+        return 0
+    return verify(snap.results, [snap.original(p) for p in snap.cells + snap.runs])
 
 
 def _null_columns(spec: str) -> str:
@@ -86,18 +112,28 @@ def main(argv=None) -> int:
     if args.format == "parquet" and not args.output:
         print("error: --format parquet needs --output FILE", file=sys.stderr)
         return 2
-    con = connect(args.results)
-    try:
-        rel = con.sql(args.sql)
-        if rel is None:
-            return 0
-        if args.format == "parquet":
-            rel.write_parquet(args.output)
-            return 0
-        columns, rows = rel.columns, rel.fetchall()
-    except duckdb.Error as e:
-        print(f"error: {e}", file=sys.stderr)
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        print(f"error: --output: directory {Path(args.output).parent} does not exist", file=sys.stderr)
         return 2
+    con = None
+    for attempt in range(3):
+        try:
+            con = connect(args.results)
+            rel = con.sql(args.sql)
+            if rel is None:
+                return 0
+            if args.format == "parquet":
+                _write_atomic(args.output, lambda tmp: rel.write_parquet(str(tmp)))
+                return 0
+            columns, rows = rel.columns, rel.fetchall()
+            break
+        except StoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except duckdb.Error as e:
+            if isinstance(e, _SQL_ERRORS) or attempt == 2 or not quarantine_unreadable(con):
+                print(f"error: {e}", file=sys.stderr)
+                return 2
     if args.format == "table":
         text = format_table(columns, rows)
     elif args.format == "csv":
@@ -112,13 +148,23 @@ def main(argv=None) -> int:
     else:
         text = json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        _write_atomic(args.output, lambda tmp: tmp.write_text(text + "\n"))
     else:
         try:
             print(text, flush=True)
         except BrokenPipeError:
             exit_on_broken_pipe()
     return 0
+
+
+def _write_atomic(output: str, write) -> None:
+    """write(tmp) then rename over ``output``: never half a file under its name."""
+    tmp = tmp_name(Path(output))
+    try:
+        write(tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main_exit() -> None:

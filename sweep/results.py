@@ -1,24 +1,15 @@
-"""Cell rows and run rows as Parquet under results.dir.
+"""Cell rows and run rows as Parquet under results.dir (the store rules: sweep/store.py).
 
-Layout (hive partitions, read by sweep.query with union_by_name)::
-
-    <dir>/experiment=<name>/date=<YYYY-MM-DD>/<run_id>-<part>.parquet   table cells
-    <dir>/runs/date=<YYYY-MM-DD>/<run_id>.parquet                       table runs
-
-Every file is written under a hidden temporary name in its final directory and
-os.replace()d into place, so a reader never sees a half-written file under a final
-name. Parts 00001, 00002, ... are flushed as cells finish; at the end of a run they are
-compacted into part 00000 (written and renamed first, parts unlinked after). A crash
-between the two leaves part 00000 beside parts it already holds: ``repair()`` unlinks
-such parts before the next run reads anything.
+``CellWriter`` flushes a run's rows as parts and compacts them; ``CellIndex`` answers
+"which cells have an ok row" incrementally (a sweep asks before every cell it claims);
+``reused_rows`` copies another experiment's rows; ``mark_dead_runs`` closes the runs
+rows of drivers that were killed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import json
-import os
 import typing
 from pathlib import Path
 
@@ -27,9 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kernel_model.units import parse_size
+from sweep import store
 from sweep.schema import NON_SEMANTIC_KEYS, SIZE_KEYS, page_sizes, schema_fields
-
-COMPACT_PART = 0
+from sweep.store import CELLS, COMPACT_PART, MERGED_KEY, RUNS, listing, read_each, split_part, write_atomic
 
 # Provenance and bookkeeping columns of every cell row, in order.
 PROVENANCE = [
@@ -39,13 +30,14 @@ PROVENANCE = [
     ("model_version", pa.string()), ("package_versions", pa.string()), ("host", pa.string()),
     ("started_at", pa.timestamp("us", tz="UTC")), ("config_json", pa.string()),
     ("reused_from", pa.string()),  # run_id whose row this copies (a cell done by another experiment)
+    ("inputs_digest", pa.string()),  # sha256 of the input files' manifest (sweep.inputs), or null
 ]
 
 RUN_COLUMNS = [
     ("run_id", pa.string()), ("experiment", pa.string()), ("overrides", pa.string()),
     ("executor", pa.string()), ("cells_planned", pa.int64()), ("cells_done_before", pa.int64()),
     ("cells_to_run", pa.int64()), ("cells_reused", pa.int64()), ("cells_ok", pa.int64()),
-    ("cells_failed", pa.int64()),
+    ("cells_failed", pa.int64()), ("cells_by_others", pa.int64()),
     ("cells_skipped", pa.int64()), ("cells_excluded", pa.int64()), ("status", pa.string()),
     ("exit_status", pa.int64()), ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")), ("git_sha", pa.string()),
@@ -101,7 +93,9 @@ def cells_table(rows: list) -> pa.Table:
     """Rows (dicts with provenance, config columns and a ``metrics`` dict) as a table.
 
     Config and provenance columns have fixed types from the schema; metric columns take
-    the type pyarrow infers over the rows (a failed row's metrics are null).
+    the type pyarrow infers over the rows (int64, double, bool or string). A metric no
+    row has a value for is left out: readers union files by name, so an absent column
+    reads as null and cannot clash with the type another file gives it.
     """
     columns, fields = {}, []
     for name, typ in PROVENANCE + [(c, t) for c, _, t in CONFIG_COLUMNS]:
@@ -115,26 +109,21 @@ def cells_table(rows: list) -> pa.Table:
     for name in metric_names:
         arr = pa.array([(r.get("metrics") or {}).get(name) for r in rows])
         if arr.type == pa.null():
-            arr = arr.cast(pa.int64())
+            continue
         columns[metric_column(name)] = arr
         fields.append(pa.field(metric_column(name), arr.type))
     return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _merged_meta(parts) -> dict:
+    return {MERGED_KEY: json.dumps(sorted(parts)).encode()}
 
 
 class CellWriter:
     """Writes one run's cell rows as parts, then compacts them."""
 
     def __init__(self, root: Path, experiment: str, run_id: str, date: str):
-        self.dir = Path(root) / f"experiment={experiment}" / f"date={date}"
+        self.dir = Path(root) / CELLS / f"experiment={experiment}" / f"date={date}"
         self.run_id = run_id
         self.parts: list = []
         self.tables: list = []       # what the parts hold, so compaction reads nothing back
@@ -157,69 +146,104 @@ class CellWriter:
         self.rows_written += table.num_rows
 
     def compact(self) -> None:
-        """Merge this run's parts into part 00000 (one file per run and date)."""
+        """Merge this run's parts into part 00000 (one file per run and date): written
+        whole, naming the parts it holds, then the parts are unlinked. A reader that
+        lists in between skips the parts (store.listing); one that still opens a part
+        by name reads a hard link of its own (store.Snapshot) or lists again."""
         if len(self.parts) < 2:
             return
         merged = pa.concat_tables(self.tables, promote_options="permissive")
-        write_atomic(merged, self.part_path(COMPACT_PART))
+        numbers = [split_part(p)[1] for p in self.parts]
+        write_atomic(merged, self.part_path(COMPACT_PART), _merged_meta(numbers))
         for p in self.parts:
-            p.unlink()
+            p.unlink(missing_ok=True)      # a sweep's repair() may have been first
         self.parts = [self.part_path(COMPACT_PART)]
         self.tables = [merged]
 
 
 def cell_files(root: Path) -> list:
-    return sorted(glob.glob(str(Path(root) / "experiment=*" / "date=*" / "*.parquet")))
+    """The cell files a reader should read (store.listing), as strings."""
+    return [str(p) for p in listing(Path(root), CELLS)]
 
 
 def repair(root: Path) -> int:
-    """Unlink parts already merged into a compacted part 00000 (a crash mid-compaction).
-
-    Returns the number of files removed.
-    """
+    """Unlink parts that a part 00000 beside them already holds (a run that died between
+    renaming its merged file into place and unlinking its parts). Readers skip such parts
+    anyway; this only reclaims the space. Returns the number of files removed."""
+    root = Path(root)
+    store.migrate(root)
     removed = 0
-    for path in cell_files(root):
-        name = os.path.basename(path)
-        run_id, _, part = name[: -len(".parquet")].rpartition("-")
-        if part.isdigit() and int(part) != COMPACT_PART:
-            compacted = Path(path).parent / f"{run_id}-{COMPACT_PART:05d}.parquet"
-            if compacted.exists():
-                os.unlink(path)
+    kept = set(listing(root, CELLS))
+    for path in root.glob(f"{CELLS}/experiment=*/date=*/*.parquet"):
+        run_id, part = split_part(path)
+        if path not in kept and part not in (None, COMPACT_PART):
+            try:
+                path.unlink()
                 removed += 1
+            except FileNotFoundError:
+                pass
     return removed
 
 
-def _experiment_of(path: str) -> str:
+def _experiment_of(path) -> str:
     return Path(path).parent.parent.name.partition("=")[2]
+
+
+class CellIndex:
+    """Which cell_keys have an ok row, per experiment; refresh() reads only files it has
+    not read before (named files never change)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.files: dict = {}        # path -> (experiment, frozenset of ok keys, all keys)
+
+    def refresh(self) -> "CellIndex":
+        def keys(path):
+            if path in self.files:
+                return path, self.files[path]
+            t = pq.read_table(path, columns=["cell_key", "status"])
+            ok = t.filter(pc.equal(t["status"], "ok"))["cell_key"].to_pylist()
+            return path, (_experiment_of(path), frozenset(ok))
+
+        self.files = dict(read_each(self.root, CELLS, keys))
+        return self
+
+    def ok(self, key: str, experiment: str | None = None) -> bool:
+        return any(key in ok for exp, ok in self.files.values() if experiment is None or exp == experiment)
+
+    def ok_keys(self, wanted: set | None = None, experiment: str | None = None) -> set:
+        out = set()
+        for exp, ok in self.files.values():
+            if experiment is None or exp == experiment:
+                out |= ok if wanted is None else ok & wanted
+        return out
+
+    def holders(self, keys: set, experiment: str) -> list:
+        """Files outside ``experiment`` with an ok row of one of ``keys``."""
+        return [p for p, (exp, ok) in self.files.items() if exp != experiment and ok & keys]
 
 
 def ok_cell_keys(root: Path, wanted: set | None = None, experiment: str | None = None) -> set:
     """cell_keys that have a row with status ok, in any date and in any experiment (or in
     `experiment` only)."""
-    files = [p for p in cell_files(root) if experiment is None or _experiment_of(p) == experiment]
-    if not files:
-        return set()
-    keys = set()
-    for path in files:
-        t = pq.read_table(path, columns=["cell_key", "status"])
-        ok = t.filter(pc.equal(t["status"], "ok"))["cell_key"].to_pylist()
-        keys.update(ok)
-    return keys if wanted is None else keys & wanted
+    return CellIndex(root).refresh().ok_keys(wanted, experiment)
 
 
-def reused_rows(root: Path, experiment: str, keys: set, run_id: str) -> pa.Table:
+def reused_rows(root: Path, experiment: str, keys: set, run_id: str, index: CellIndex | None = None) -> pa.Table:
     """The newest ok row of each cell_key in `keys` from other experiments, as rows of
     run `run_id` (reused_from = the run that computed it): a cell another experiment
     already ran is not recomputed, yet every experiment's partition holds a row for each
     of its planned cells."""
-    tables = []
-    for path in cell_files(root):
-        if _experiment_of(path) == experiment:
-            continue
+    index = index or CellIndex(root).refresh()
+    wanted = pa.array(sorted(keys))
+
+    def rows(path):
         t = pq.read_table(path)
-        t = t.filter(pc.and_(pc.equal(t["status"], "ok"), pc.is_in(t["cell_key"], pa.array(sorted(keys)))))
-        if t.num_rows:
-            tables.append(t)
+        return t.filter(pc.and_(pc.equal(t["status"], "ok"), pc.is_in(t["cell_key"], wanted)))
+
+    holders = set(index.holders(set(keys), experiment))
+    tables = [t for t in read_each(root, CELLS, rows, files=lambda paths: [p for p in paths if p in holders])
+              if t.num_rows]
     if not tables:
         return pa.table({})
     t = pa.concat_tables(tables, promote_options="permissive")
@@ -237,63 +261,89 @@ def reused_rows(root: Path, experiment: str, keys: set, run_id: str) -> pa.Table
     return t
 
 
+RUN_SCHEMA = pa.schema([pa.field(n, t) for n, t in RUN_COLUMNS])
+
+
 def write_run(root: Path, date: str, record: dict) -> None:
-    table = pa.Table.from_pylist([record], schema=pa.schema([pa.field(n, t) for n, t in RUN_COLUMNS]))
-    write_atomic(table, Path(root) / "runs" / f"date={date}" / f"{record['run_id']}.parquet")
+    table = pa.Table.from_pylist([record], schema=RUN_SCHEMA)
+    write_atomic(table, Path(root) / RUNS / f"date={date}" / f"{record['run_id']}.parquet")
 
 
 def compact_parts(date_dir: Path, run_id: str):
     """Merge the parts a dead run left in one date directory into part 00000.
 
-    Returns the run's rows there as one table, or None when it left none.
+    Returns the run's rows there as one table, or None when it left none. Another
+    process doing the same at once is harmless: both merge the same parts.
     """
-    parts = sorted(date_dir.glob(f"{run_id}-*.parquet"))
-    if not parts:
-        return None
-    tables = [pq.read_table(p) for p in parts]
-    merged = pa.concat_tables(tables, promote_options="permissive")
-    if len(parts) > 1:
-        target = date_dir / f"{run_id}-{COMPACT_PART:05d}.parquet"
-        write_atomic(merged, target)
-        for p in parts:
-            if p != target:
-                p.unlink()
-    return merged
+    root = date_dir.parent.parent.parent
+    for _ in range(store.MAX_RETRIES):
+        mine = [p for p in listing(root, CELLS) if p.parent == date_dir and split_part(p)[0] == run_id]
+        if not mine:
+            return None
+        try:
+            tables = [pq.read_table(p) for p in mine]
+        except FileNotFoundError:
+            continue                     # compacted meanwhile: list again
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        if len(mine) > 1:
+            held = set()
+            for p in mine:
+                part = split_part(p)[1]
+                meta = (pq.read_schema(p).metadata or {}) if part == COMPACT_PART else {}
+                held |= set(json.loads(meta.get(MERGED_KEY, b"[]"))) | {part}
+            write_atomic(merged, date_dir / f"{run_id}-{COMPACT_PART:05d}.parquet", _merged_meta(held - {0}))
+            for p in mine:
+                if split_part(p)[1] != COMPACT_PART:
+                    p.unlink(missing_ok=True)
+        return merged
+    return None
 
 
 def mark_dead_runs(root: Path, host: str) -> int:
-    """Rewrite ``running`` rows of this host whose driver pid is gone as ``killed``,
-    with cells_ok/cells_failed recounted from the rows the run flushed, and compact
-    the parts it left.
+    """Rewrite ``running`` rows of this host whose driver is gone as ``killed``, with
+    cells_ok/cells_failed recounted from the rows the run flushed, and compact the
+    parts it left.
 
     A driver killed with -9 cannot finish its runs row; the next run on the same host
     does it. Returns the number of rows rewritten.
     """
+    from sweep.claims import pid_alive
+
+    root = Path(root)
     n = 0
-    for path in sorted((Path(root) / "runs").glob("date=*/*.parquet")):
-        rec = pq.read_table(path).to_pylist()[0]
+    for rec in read_each(root, RUNS, lambda p: (p, pq.read_table(p).to_pylist()[0])):
+        path, rec = rec
         if rec["status"] != "running" or rec["host"] != host or rec["pid"] is None:
             continue
-        try:
-            os.kill(rec["pid"], 0)
+        if pid_alive(rec["pid"], None):
             continue                     # still running (or the pid was reused: leave it)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
         rec["status"] = "killed"
         statuses = []
-        for date_dir in (Path(root) / f"experiment={rec['experiment']}").glob("date=*"):
+        for date_dir in (root / CELLS / f"experiment={rec['experiment']}").glob("date=*"):
             table = compact_parts(date_dir, rec["run_id"])
             if table is not None:
                 statuses += table["status"].to_pylist()
         rec["cells_ok"] = statuses.count("ok")
         rec["cells_failed"] = len(statuses) - rec["cells_ok"]
-        write_atomic(pa.Table.from_pylist([rec], schema=pa.schema([pa.field(n_, t) for n_, t in RUN_COLUMNS])),
-                     path)
+        write_atomic(pa.Table.from_pylist([rec], schema=RUN_SCHEMA), path)
         n += 1
     return n
 
+
+def cells_dataset(root: Path):
+    """A pyarrow dataset of every cell row, hive columns ``experiment`` and ``date``
+    included, over the union of the files' schemas (a metric one file lacks reads as
+    null; differing numeric types widen)."""
+    import pyarrow.dataset as ds
+
+    files = [str(p) for p in listing(Path(root), CELLS)]
+    schemas = [pq.read_schema(f) for f in files]
+    partitioning = ds.partitioning(pa.schema([("experiment", pa.string()), ("date", pa.string())]),
+                                   flavor="hive")
+    schema = pa.unify_schemas([s.remove_metadata() for s in schemas] + [partitioning.schema],
+                              promote_options="permissive") if files else partitioning.schema
+    return ds.dataset(files, schema=schema, format="parquet", partitioning=partitioning,
+                      partition_base_dir=str(Path(root) / CELLS))
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)

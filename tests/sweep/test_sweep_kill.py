@@ -31,7 +31,7 @@ def test_kill_9_driver_then_rerun(ray_session, sweep_run, results):
         [sys.executable, "-m", "sweep", "+experiment=mthp_gap", "cell_fn=tests.sweep.cells:slow",
          "executor=ray", f"ray.address={address}", f"results.dir={results}", "sweep.progress=false"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    part_dir = results / "experiment=mthp_gap"
+    part_dir = results / "cells" / "experiment=mthp_gap"
     try:
         wait_for(lambda: len(list(part_dir.glob("date=*/*.parquet"))) >= 2 or driver.poll() is not None,
                  120, "two flushed parts")
@@ -64,6 +64,9 @@ def test_kill_9_driver_then_rerun(ray_session, sweep_run, results):
     assert connect(results).sql("select status, cells_done_before, cells_ok from runs "
                                 "order by started_at").fetchall() == [
         ("killed", 0, flushed), ("finished", flushed, 18 - flushed)]
+    # the killed driver's lease and cell claims were cleared by the rerun
+    assert [p.name for p in (results / "state" / "live").iterdir()] == []
+    assert [p.name for p in (results / "state" / "claims").iterdir()] == []
 
 
 # A driver that, like ray.init(), starts a server child which starts an agent

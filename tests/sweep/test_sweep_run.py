@@ -34,7 +34,7 @@ def test_tiny_grid_rows_and_metrics(sweep_run, results):
         (65536, 65536, "ok", 1, 1000, 1000, "tiny"),
     ]
     # one compacted file for the run, typed columns, the config as JSON
-    files = glob.glob(str(results / "experiment=tiny" / "date=*" / "*.parquet"))
+    files = glob.glob(str(results / "cells" / "experiment=tiny" / "date=*" / "*.parquet"))
     assert [f.rsplit("-", 1)[1] for f in files] == ["00000.parquet"]
     schema = pq.read_schema(files[0])
     assert str(schema.field("kernel_page_size").type) == "int64"
@@ -145,7 +145,7 @@ def test_cli_writes_only_results_in_the_working_directory(tmp_path):
     res = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["experiment=default", "runs"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["cells", "runs", "state"]
 
 
 def test_single_run_with_process_below_kernel_is_an_error(sweep_run, results, capsys):
