@@ -99,6 +99,38 @@ def fault_in(mm, addrs: np.ndarray, writes: np.ndarray, path: str = "batch") -> 
     return rets
 
 
+def fault_events(pages: np.ndarray, is_write: np.ndarray) -> np.ndarray:
+    """Indices of the accesses that fault, ascending: each page's first access, and its
+    first write when that comes after a read (the write-protect fault on the zero page or
+    a COW page). `pages` are process page numbers; an access that faults is a write
+    exactly when is_write says so."""
+    if pages.size == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = int(pages.min()), int(pages.max())
+    if hi - lo < 4 * pages.size + (1 << 16):  # dense enough to index the pages directly
+        dense = pages - lo
+        nr = hi - lo + 1
+    else:  # a sparse trace: number the pages first
+        uniq, dense = np.unique(pages, return_inverse=True)
+        nr = uniq.size
+    return _fault_events(dense.astype(np.int64), is_write, nr)
+
+
+@njit(cache=True)
+def _fault_events(dense, is_write, nr):
+    seen = np.zeros(nr, np.int8)  # 0 untouched, 1 read, 2 written
+    out = np.empty(dense.size, np.int64)
+    k = 0
+    for i in range(dense.size):
+        p = dense[i]
+        s = seen[p]
+        if s == 0 or (s == 1 and is_write[i]):
+            out[k] = i
+            k += 1
+            seen[p] = 2 if is_write[i] else 1
+    return out[:k]
+
+
 class _Context:
     """What one mm's batches need: the policy as numbers, the tables' geometry."""
 

@@ -286,26 +286,14 @@ class Runner:
         """Fault every process page at its first touch, and again at its first write after a
         read (the write-protect fault on the zero page or a COW page), in access order.
         Returns the mask of accesses that completed (not on a page that raised a signal)."""
-        from .fault_batch import fault_in
+        from .fault_batch import fault_events, fault_in
         from .memory import VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV
 
         ps = self.page_size
         pages = addrs // ps
-        order = np.argsort(pages, kind="stable")
-        sp = pages[order]
-        starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
-        first = order[starts]  # index of each page's first access
-        w = is_write[order]
-        # first write per page: the first True in each group of the stable order.
-        widx = np.where(w, np.arange(order.size), order.size)
-        first_w_sorted = np.minimum.reduceat(widx, starts)
-        has_w = first_w_sorted < order.size
-        first_write = np.where(has_w, order[np.minimum(first_w_sorted, order.size - 1)], -1)
-        ev_idx = np.concatenate([first, first_write[has_w & (first_write != first)]])
-        ev_write = np.concatenate([is_write[first], np.ones(int((has_w & (first_write != first)).sum()), bool)])
-        seq = np.argsort(ev_idx, kind="stable")
-        ev_addr = addrs[ev_idx[seq]]
-        rets = fault_in(self.proc.mm, ev_addr, ev_write[seq], self.fault_path)
+        ev_idx = fault_events(pages, is_write)
+        ev_addr = addrs[ev_idx]
+        rets = fault_in(self.proc.mm, ev_addr, is_write[ev_idx], self.fault_path)
         sigbus = (rets & VM_FAULT_SIGBUS) != 0
         sigsegv = ~sigbus & ((rets & VM_FAULT_SIGSEGV) != 0)
         self.signals["sigbus_accesses"] += int(sigbus.sum())
