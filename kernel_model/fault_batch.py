@@ -138,9 +138,15 @@ class _Context:
     def build(cls, mm):
         system = mm.system
         policy = system.policy
-        pt = mm.pgtable
-        if (policy.thp_pmd or mm.native is not None or pt.listeners or any(pt._blocks)
-                or pt._alloc_fn != system.table_alloc):
+        pt, native = mm.pgtable, mm.native
+        if policy.thp_pmd or any(pt._blocks) or pt._alloc_fn != system.table_alloc:
+            return None
+        if native is None:
+            if pt.listeners:
+                return None
+        elif (native.mode != "mirror" or native._fallback or any(native.table._blocks)
+              or pt.listeners != [native._on_linux_op] or native.table._alloc_fn != system.table_alloc
+              or native.table.listeners):
             return None
         base = mm.order
         morders = [o for o in huge_memory.mthp_orders(mm) if o > base] if policy.anon != "base" else []
@@ -157,10 +163,17 @@ class _Context:
         zf = self.system.zero_folio
         self.zf_pfn, self.zf_nr = (zf.pfn, zf.nr_pages) if zf is not None else (-1, 0)
         self.cont = self.pt.geom.cont_pte if self.pt.contpte else 0
+        # The tables a mapping writes: the Linux table, then (arch.native_pgtable=mirror) the
+        # native one, whose listener turns each set_ptes()/clear_ptes() of whole process
+        # pages into native entries in process-page units (arch/arm64/native.py). A batch
+        # never maps a folio as large as a native PMD block, so it makes PTEs only, and
+        # never makes a fallback (its mappings are whole, aligned process pages).
+        self.tables = [self.pt] + ([mm.native.table] if mm.native is not None else [])
+
+    def _table_order(self, pt, i):
+        """system.table_alloc()'s order for a table of level index i (pagetable_alloc())."""
         kps = self.system.kernel_page_size
-        levels = self.pt.geom.levels
-        # system.table_alloc's order for a table of each level (pagetable_alloc())
-        self.table_order = [max(0, (max(l.table_bytes, kps) // kps - 1).bit_length()) for l in levels]
+        return max(0, (max(pt.geom.levels[i].table_bytes, kps) // kps - 1).bit_length())
 
     def _vmas(self, addrs):
         """Per address: (start, end, flags) of its VMA, flags -1 where none."""
@@ -216,28 +229,29 @@ class _Context:
     def _allocate(self, act, order, map_page):
         """The folios and page tables of the faults, from one alloc_bulk() call in the order
         the per-fault path asks for them: per fault its folio, then the missing tables top
-        down (_ensure_upper() then the leaf). Returns (faults taken, folio pfns, tables)."""
-        pt, ks = self.pt, self.ks
+        down (_ensure_upper() then the leaf), the Linux table's before the native one's.
+        Returns (faults taken, folio pfns, tables per page table)."""
+        ks = self.ks
         k = act.size
         ev = np.arange(k, dtype=np.int64)
         folio_ev = ev[(act == NEW) | (act == COW)]
-        items_ev = [folio_ev]
-        items_sub = [np.zeros(folio_ev.size, np.int64)]
-        items_order = [order[folio_ev]]
+        items_ev, items_sub, items_order = [folio_ev], [np.zeros(folio_ev.size, np.int64)], [order[folio_ev]]
         maps = ev[(act == NEW) | (act == ZERO)]
         addr = map_page[maps] << ks
-        new_tables = []  # (event, level index, table index)
-        for i in range(1, pt._L):
-            keys = addr >> pt._span[i]
-            uk, first = np.unique(keys, return_index=True)
-            have = pt._leaf if i == pt._L - 1 else pt._upper[i]
-            miss = np.array([t not in have for t in uk.tolist()], np.bool_)
-            if miss.any():
-                e = maps[first[miss]]
-                items_ev.append(e)
-                items_sub.append(np.full(e.size, i, np.int64))
-                items_order.append(np.full(e.size, self.table_order[i], np.int64))
-                new_tables.append((e, i, uk[miss]))
+        new_tables = {}  # (event, sub) -> (page table number, level index, table index)
+        sub = 0
+        for n_pt, pt in enumerate(self.tables):
+            for i in range(1, pt._L):
+                sub += 1
+                uk, first = np.unique(addr >> pt._span[i], return_index=True)
+                have = pt._leaf if i == pt._L - 1 else pt._upper[i]
+                miss = np.array([t not in have for t in uk.tolist()], np.bool_)
+                if miss.any():
+                    e = maps[first[miss]]
+                    items_ev.append(e)
+                    items_sub.append(np.full(e.size, sub, np.int64))
+                    items_order.append(np.full(e.size, self._table_order(pt, i), np.int64))
+                    new_tables.update(((a, sub), (n_pt, i, t)) for a, t in zip(e.tolist(), uk[miss].tolist()))
         iev, isub, iord = (np.concatenate(a) for a in (items_ev, items_sub, items_order))
         seq = np.lexsort((isub, iev))
         iev, isub, iord = iev[seq], isub[seq], iord[seq]
@@ -246,22 +260,30 @@ class _Context:
         if kdone == 0:
             return None
         is_folio = isub[:n] == 0
-        folio_pfns = pfns[is_folio]
-        tables = []  # (level index, table index, phys) in allocation order
-        if len(new_tables):
-            lookup = {}
-            for e, i, keys in new_tables:
-                lookup.update(((int(a), i), int(t)) for a, t in zip(e.tolist(), keys.tolist()))
-            kps = self.system.kernel_page_size
-            for e, i, p in zip(iev[:n][~is_folio].tolist(), isub[:n][~is_folio].tolist(), pfns[~is_folio].tolist()):
-                tables.append((i, lookup[(e, i)], p * kps))
-        return kdone, folio_pfns, tables
+        tables = [[] for _ in self.tables]  # per page table: (level index, table index, phys) in allocation order
+        kps = self.system.kernel_page_size
+        for e, sb, p in zip(iev[:n][~is_folio].tolist(), isub[:n][~is_folio].tolist(), pfns[~is_folio].tolist()):
+            n_pt, i, t = new_tables[(e, sb)]
+            tables[n_pt].append((i, t, p * kps))
+        return kdone, pfns[is_folio], tables
+
+    def _folds(self, pt, m_act, m_nr, r=0):
+        """The contpte folds the set_ptes() calls of these mappings (m_nr pages each in pt's
+        units) count: every whole run they cover (naturally aligned folios and zero-page
+        pieces are congruent), none for a part of a run (a run partly written by a batch
+        mapping holds other folios or repeats the zero page, so it never folds)."""
+        if not pt.contpte:
+            return 0
+        c = pt.geom.cont_pte
+        zf_nr = max(1, self.zf_nr >> r)
+        return int(np.where((m_act == ZERO) & (c > zf_nr), 0, m_nr // c).sum())
 
     def _apply(self, act, order, map_page, vprot, fallback, folio_pfns, tables):
         """The page tables, folios, rmap and counters the faults leave."""
         system, pt, mm = self.system, self.pt, self.mm
         ks, kps = self.ks, system.kernel_page_size
-        pt.install_tables(tables)
+        for table, new in zip(self.tables, tables):
+            table.install_tables(new)
         nr = np.int64(1) << order
         has_folio = (act == NEW) | (act == COW)
         fo_pfn = np.full(act.size, -1, np.int64)
@@ -281,11 +303,17 @@ class _Context:
         rev = slice(None, None, -1)
         upage, last = np.unique(e_page[rev], return_index=True)
         pick = tot - 1 - last
-        folds = 0
-        if self.cont:
-            c = self.cont
-            folds = int((np.where((m_act == ZERO) & (c > self.zf_nr), 0, m_nr // c)).sum())
-        pt.store_ptes(upage, e_pfn[pick], e_prot[pick], e_folio[pick], folds)
+        upfn, uprot, ufolio = e_pfn[pick], e_prot[pick], e_folio[pick]
+        listeners, pt.listeners = pt.listeners, []  # the native mirror gets its entries below
+        try:
+            pt.store_ptes(upage, upfn, uprot, ufolio, self._folds(pt, m_act, m_nr))
+        finally:
+            pt.listeners = listeners
+        if len(self.tables) > 1:  # one native entry per process page, in process-page units
+            r = self.base
+            head = upage & ((1 << r) - 1) == 0
+            self.tables[1].store_ptes(upage[head] >> r, upfn[head] >> r, uprot[head], ufolio[head] >> r,
+                                      self._folds(self.tables[1], m_act, m_nr >> r, r))
         # folios: system.folios and mem_map in fault order, each mapped once by this mm
         f_pfn, f_order = fo_pfn[has_folio], order[has_folio]
         f_addr, f_nr = (map_page[has_folio] << ks).tolist(), nr[has_folio]
