@@ -363,6 +363,31 @@ def _none(row, r0, nr):
 
 
 @njit(cache=True)
+def anon_fault_order(row, p, p_abs, ks, vstart, vend, base, morders, policy, nohuge):
+    """THE ORDER RULE of an anonymous write fault (keep it equal to the per-fault path's:
+    huge_memory.anon_fault_orders() + memory._alloc_anon(), i.e. thp_vma_allowable_orders()
+    and alloc_anon_folio()): the enabled mTHP orders above the process order, highest
+    first, that fit the VMA (thp_vma_suitable_order()) and whose range is empty
+    (pte_range_none()); folio.anon=mthp_only allows only the largest fitting one, with no
+    fallback; otherwise the process order, the hard minimum. `row` is the fault's block
+    state, p its page in the block, p_abs its kernel page number. Returns (order, number of
+    orders tried before it: anon_fault_fallback counts a fault when > 0), or (-1, 0) when
+    the per-fault path must take the fault (mthp_only's order populated: OutOfMemory).
+    Allocation failure is not decided here: alloc_bulk() stops the batch at that fault."""
+    skipped = 0
+    if policy != P_BASE and not nohuge:
+        for o in morders:
+            if not _fits(p_abs, ks, o, vstart, vend):
+                continue
+            if _none(row, (p >> o) << o, 1 << o):
+                return o, skipped
+            if policy == P_MTHP_ONLY:
+                return -1, 0
+            skipped += 1
+    return base, skipped
+
+
+@njit(cache=True)
 def _decide(ev_blk, ev_pg, ev_write, ev_nohuge, vstart, vend, ev_cont, blk_first, state, ks, base, morders,
             policy, zero_ok, cont, act, order, mstart, fallback):
     """The per-fault rules over the batch's page state, fault by fault in order:
@@ -407,17 +432,9 @@ def _decide(ev_blk, ev_pg, ev_write, ev_nohuge, vstart, vend, ev_cont, blk_first
             row[r0:r0 + (1 << g)] = S_ZERO
             act[i], order[i], mstart[i] = ZERO, g, r0
             continue
-        chosen, skipped = base, 0
-        if policy != P_BASE and not nohuge:
-            for o in morders:
-                if not _fits(p_abs, ks, o, vstart[i], vend[i]):
-                    continue
-                if _none(row, (p >> o) << o, 1 << o):
-                    chosen = o
-                    break
-                if policy == P_MTHP_ONLY:
-                    return i  # the one allowed order is populated: no fallback (OutOfMemory)
-                skipped += 1
+        chosen, skipped = anon_fault_order(row, p, p_abs, ks, vstart[i], vend[i], base, morders, policy, nohuge)
+        if chosen < 0:
+            return i
         r0 = (p >> chosen) << chosen
         row[r0:r0 + (1 << chosen)] = S_RW
         act[i], order[i], mstart[i], fallback[i] = NEW, chosen, r0, skipped > 0
