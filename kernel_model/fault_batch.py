@@ -70,11 +70,7 @@ def fault_in(mm, addrs: np.ndarray, writes: np.ndarray, path: str = "batch") -> 
     n = addrs.size
     rets = np.zeros(n, np.int64)
     ctx = _Context.build(mm) if path == "batch" and n >= MIN_BATCH else None
-    if ctx is None:
-        for i in range(n):
-            rets[i] = handle_mm_fault(mm, int(addrs[i]), bool(writes[i]))
-        return rets
-    ok = ctx.batchable(addrs, writes)
+    ok = ctx.batchable(addrs, writes) if ctx is not None else np.zeros(n, np.bool_)
     i = 0
     window = 1 << 20
     while i < n:
@@ -87,6 +83,11 @@ def fault_in(mm, addrs: np.ndarray, writes: np.ndarray, path: str = "batch") -> 
             for k in range(i, j):
                 rets[k] = handle_mm_fault(mm, int(addrs[k]), bool(writes[k]))
             i = j
+            continue
+        if _Context.build(mm) is None:
+            # a fault taken one by one changed what the batch relies on (a native
+            # fallback, a PMD block): the rest one by one too
+            ok[i:] = False
             continue
         done = ctx.run(addrs[i:j], writes[i:j])
         i += done
