@@ -2,9 +2,12 @@
 per-fault path: every cell gives the same metrics through both, and the same model state
 (page tables entry by entry, folios and their rmap, the buddy allocator's free lists)."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
+import kernel_model.fault_batch as fb
 import workloads
 from kernel_model.fault_batch import fault_events, fault_in, fault_path
 from kernel_model.page_alloc import PageAllocator
@@ -59,19 +62,24 @@ def run_cell(cfg: dict, path: str, phases=None):
     return runner.metrics(), model_state(system)
 
 
-def assert_same(cfg: dict, phases=None, *, per_fault=None) -> dict:
-    """Both paths give the same metrics and state; per_fault: how many faults the batch
-    path may leave to handle_mm_fault() (None: any number)."""
-    import kernel_model.fault_batch as fb
-
-    ref_metrics, ref_state = run_cell(cfg, "reference", phases)
+@contextmanager
+def per_fault_calls():
+    """The list of the faults fault_batch hands to handle_mm_fault() one by one."""
     calls = []
     real = fb.handle_mm_fault
     fb.handle_mm_fault = lambda *a: calls.append(a) or real(*a)
     try:
-        metrics, state = run_cell(cfg, "batch", phases)
+        yield calls
     finally:
         fb.handle_mm_fault = real
+
+
+def assert_same(cfg: dict, phases=None, *, per_fault=None) -> dict:
+    """Both paths give the same metrics and state; per_fault: how many faults the batch
+    path may leave to handle_mm_fault() (None: any number)."""
+    ref_metrics, ref_state = run_cell(cfg, "reference", phases)
+    with per_fault_calls() as calls:
+        metrics, state = run_cell(cfg, "batch", phases)
     if per_fault is not None:
         assert len(calls) <= per_fault
     assert metrics == ref_metrics
@@ -193,3 +201,39 @@ def test_batch_takes_signals_in_place(cell_config):
         results.append((rets.tolist(), model_state(system)))
         assert ((rets == VM_FAULT_SIGSEGV) == (writes | (addrs >= base + (1 << 20)))).all()
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("folio", FOLIOS)
+def test_batch_over_mixed_vmas(cell_config, folio):
+    """One batch of faults over VMAs the batch takes differently or not at all: a
+    MADV_NOHUGEPAGE range (process order only), a read-only one (writes SIGSEGV), a
+    MAP_SHARED anonymous one and an mlocked one (per fault), regions whose ends fit no
+    mTHP, and addresses outside every VMA."""
+    from kernel_model.abi import (MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ,
+                                  PROT_WRITE)
+
+    cfg = cell_config("kernel=4k", f"folio.anon={folio}", "memory.size=1G")
+    results = []
+    for path in ("reference", "batch"):
+        rng = np.random.default_rng(7)
+        system = System.from_config(cfg)
+        proc = system.execve(page_size=4096)
+        rw = PROT_READ | PROT_WRITE
+        regions = [proc.mmap(0, (2 << 20) + (20 << 10), rw, MAP_PRIVATE | MAP_ANONYMOUS),
+                   proc.mmap(0, 1 << 20, rw, MAP_PRIVATE | MAP_ANONYMOUS),
+                   proc.mmap(0, 1 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS),
+                   proc.mmap(0, 256 << 10, rw, MAP_SHARED | MAP_ANONYMOUS),
+                   proc.mmap(0, 256 << 10, rw, MAP_PRIVATE | MAP_ANONYMOUS)]
+        assert proc.madvise(regions[0] + (1 << 20), 1 << 20, MADV_NOHUGEPAGE) == 0
+        assert proc.mlock(regions[4], 128 << 10) == 0
+        # runs of 500 accesses to one region, interleaved: batches between the per-fault ones
+        addrs = np.concatenate([r + rng.integers(0, 1 << 18, (6, 500)) * 8 for r in regions], axis=1).ravel()
+        addrs = np.r_[addrs, 4096, 1 << 46]
+        writes = rng.random(addrs.size) < 0.4
+        idx = fault_events(addrs // 4096, writes)
+        with per_fault_calls() as calls:
+            rets = fault_in(proc.mm, addrs[idx], writes[idx], path)
+        results.append((rets.tolist(), model_state(system)))
+    assert results[0] == results[1]
+    assert len(calls) < idx.size * 2 // 3  # the batch took a good part of them
+    assert any(results[0][0]) and results[0][1]["events"]["faults"] > 500
