@@ -199,7 +199,7 @@ class _Context:
 
     def run(self, addrs, writes) -> int:
         """Take the faults in order as far as the batch can; returns how many were taken."""
-        system, pt, ks, gmax = self.system, self.pt, self.ks, self.gmax
+        pt, ks, gmax = self.pt, self.ks, self.gmax
         vstart, vend, flags = self._vmas(addrs)
         pages = addrs >> ks
         blk_first = (pages >> gmax) << gmax
