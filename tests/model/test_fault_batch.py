@@ -21,6 +21,8 @@ PAGE_SIZES = {
     "4k_p16k": ("kernel=4k", "process.page_size=16K"),
     "4k_p64k_mirror": ("kernel=4k", "process.page_size=64K", "arch.native_pgtable=mirror"),
     "16k": ("kernel=16k", "folio.mthp_sizes=[64K,256K,2M]"),
+    "16k_p64k_mirror": ("kernel=16k", "process.page_size=64K", "arch.native_pgtable=mirror",
+                        "folio.mthp_sizes=[64K,256K,2M]"),
     "64k": ("kernel=64k", "folio.mthp_sizes=[2M]"),
 }
 FOLIOS = ("base", "mthp", "mthp_only")
