@@ -37,6 +37,7 @@ from . import huge_memory
 from .memory import handle_mm_fault
 from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_NOHUGEPAGE, VM_PAD_ANON, VM_READ,
                        VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio)
+from .pgtable_bulk import group
 
 FAULT_PATHS = ("batch", "reference")
 FAULT_PATH_ENV = "PAGESWEEP_FAULT_PATH"
@@ -114,7 +115,7 @@ def fault_events(pages: np.ndarray, is_write: np.ndarray) -> np.ndarray:
     else:  # a sparse trace: number the pages first
         uniq, dense = np.unique(pages, return_inverse=True)
         nr = uniq.size
-    return _fault_events(dense.astype(np.int64), is_write, nr)
+    return _fault_events(dense.astype(np.int64, copy=False), is_write, nr)
 
 
 @njit(cache=True)
@@ -147,7 +148,7 @@ class _Context:
                 return None
         elif (native.mode != "mirror" or native._fallback or any(native.table._blocks)
               or pt.listeners != [native._on_linux_op] or native.table._alloc_fn != system.table_alloc
-              or native.table.listeners):
+              or native.table.listeners or native.table._span[-1] < pt._span[-1]):
             return None
         base = mm.order
         morders = [o for o in huge_memory.mthp_orders(mm) if o > base] if policy.anon != "base" else []
@@ -203,7 +204,7 @@ class _Context:
         vstart, vend, flags = self._vmas(addrs)
         pages = addrs >> ks
         blk_first = (pages >> gmax) << gmax
-        ub, ev_blk = np.unique(blk_first, return_inverse=True)
+        ub, ev_blk = group(blk_first)
         pfn, prot, folio, cont = pt.gather_blocks(ub, 1 << gmax)
         state = np.where(pfn < 0, S_NONE,
                          np.where(folio == self.zf_pfn, S_ZERO,
@@ -240,11 +241,19 @@ class _Context:
         maps = ev[(act == NEW) | (act == ZERO)]
         addr = map_page[maps] << ks
         new_tables = {}  # (event, sub) -> (page table number, level index, table index)
+        # the Linux leaf tables the mappings fall in, with each one's first mapping; every
+        # other table (upper levels, the native table's) spans whole Linux leaf tables
+        leaf_span = self.pt._span[self.pt._L - 1]
+        ul, inv = group(addr >> leaf_span)
+        ul_first = np.full(ul.size, maps.size, np.int64)
+        np.minimum.at(ul_first, inv, np.arange(maps.size, dtype=np.int64))
         sub = 0
         for n_pt, pt in enumerate(self.tables):
             for i in range(1, pt._L):
                 sub += 1
-                uk, first = np.unique(addr >> pt._span[i], return_index=True)
+                uk, kinv = np.unique(ul >> (pt._span[i] - leaf_span), return_inverse=True)
+                first = np.full(uk.size, maps.size, np.int64)
+                np.minimum.at(first, kinv, ul_first)
                 have = pt._leaf if i == pt._L - 1 else pt._upper[i]
                 miss = np.array([t not in have for t in uk.tolist()], np.bool_)
                 if miss.any():
@@ -301,9 +310,9 @@ class _Context:
         e_pfn = np.where(zero, self.zf_pfn + off % max(self.zf_nr, 1), m_pfn[rep] + off)
         e_folio = np.where(zero, self.zf_pfn, m_pfn[rep])
         e_prot = np.where(zero, m_prot[rep] & ~PROT_WRITE, m_prot[rep]).astype(np.int8)
-        rev = slice(None, None, -1)
-        upage, last = np.unique(e_page[rev], return_index=True)
-        pick = tot - 1 - last
+        upage, inv = group(e_page)
+        pick = np.full(upage.size, -1, np.int64)
+        np.maximum.at(pick, inv, np.arange(tot, dtype=np.int64))
         upfn, uprot, ufolio = e_pfn[pick], e_prot[pick], e_folio[pick]
         listeners, pt.listeners = pt.listeners, []  # the native mirror gets its entries below
         try:

@@ -14,6 +14,22 @@ import numpy as np
 from .arch.arm64 import contpte
 
 
+def group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) for int64 keys, without a sort when they span
+    a range not much larger than their number (a presence array over the range instead)."""
+    if keys.size == 0:
+        return keys, np.zeros(0, np.int64)
+    lo = int(keys.min())
+    span = int(keys.max()) - lo + 1
+    if span > 4 * keys.size + (1 << 16):
+        return np.unique(keys, return_inverse=True)
+    present = np.zeros(span, np.bool_)
+    rel = keys - lo
+    present[rel] = True
+    rank = np.cumsum(present) - 1
+    return np.flatnonzero(present) + lo, rank[rel]
+
+
 class PageTableBulk:
     """gather_blocks(), install_tables(), store_ptes(): PageTable's bulk side."""
 
@@ -26,8 +42,7 @@ class PageTableBulk:
         first_pages = np.asarray(first_pages, np.int64)
         if self._E % n or (first_pages % n).any():
             raise ValueError(f"gather_blocks: rows of {n} pages must be aligned inside one {self._E}-entry table")
-        t = first_pages // self._E
-        ut, inv = np.unique(t, return_inverse=True)
+        ut, inv = group(first_pages // self._E)
         slots = np.array([self._leaf.get(k, -1) for k in ut.tolist()], np.int64)[inv]
         have = slots >= 0
         e = (first_pages % self._E)[:, None] + np.arange(n, dtype=np.int64)
@@ -68,8 +83,7 @@ class PageTableBulk:
         pages = np.asarray(pages, np.int64)
         if pages.size == 0:
             return
-        t = pages // self._E
-        ut, inv = np.unique(t, return_inverse=True)
+        ut, inv = group(pages // self._E)
         slots = np.array([self._leaf[k] for k in ut.tolist()], np.int64)
         s, e = slots[inv], pages % self._E
         was = self._pfn[s, e] >= 0
@@ -79,7 +93,7 @@ class PageTableBulk:
         np.add.at(self._nr_present, s, (~was).astype(np.int64))
         if self.contpte:
             c = self.geom.cont_pte
-            runs = np.unique(pages // c)
+            runs = group(pages // c)[0]
             rs = slots[np.searchsorted(ut, (runs * c) // self._E)][:, None]
             re = ((runs * c) % self._E)[:, None] + np.arange(c, dtype=np.int64)
             ok = contpte.contpte_runs_ok(self._pfn[rs, re], self._prot[rs, re], self._folio[rs, re])

@@ -239,3 +239,13 @@ def test_batch_over_mixed_vmas(cell_config, folio):
     assert results[0] == results[1]
     assert len(calls) < idx.size * 2 // 3  # the batch took a good part of them
     assert any(results[0][0]) and results[0][1]["events"]["faults"] > 500
+
+
+def test_group_is_unique_with_inverse():
+    from kernel_model.pgtable_bulk import group
+
+    rng = np.random.default_rng(5)
+    for keys in (rng.integers(100, 400, 1000), rng.integers(0, 1 << 50, 1000), np.zeros(0, np.int64)):
+        uniq, inv = group(keys)
+        want_uniq, want_inv = np.unique(keys, return_inverse=True)
+        assert uniq.tolist() == want_uniq.tolist() and inv.tolist() == want_inv.tolist()
