@@ -133,6 +133,8 @@ def main(argv=None) -> int:
     figures, failed = [], False
     if isinstance(kernel, str):
         print(f"kernel replay skipped: {kernel}")
+        figures.append(dict(figure=f"simulate() / kernel replay, {label}", target="<= 1.0", measured="skipped",
+                            baseline="", ratio=None, ok=None, note=f"kernel replay skipped: {kernel}"))
     else:
         print(f"kernel ({platform.release()}): {kernel['seconds']:.2f} s, {kernel['minflt']:,} minor faults, "
               f"Anonymous {kernel['anon_bytes']:,} bytes", flush=True)
