@@ -106,16 +106,8 @@ def fault_events(pages: np.ndarray, is_write: np.ndarray) -> np.ndarray:
     first write when that comes after a read (the write-protect fault on the zero page or
     a COW page). `pages` are process page numbers; an access that faults is a write
     exactly when is_write says so."""
-    if pages.size == 0:
-        return np.zeros(0, np.int64)
-    lo, hi = int(pages.min()), int(pages.max())
-    if hi - lo < 4 * pages.size + (1 << 16):  # dense enough to index the pages directly
-        dense = pages - lo
-        nr = hi - lo + 1
-    else:  # a sparse trace: number the pages first
-        uniq, dense = np.unique(pages, return_inverse=True)
-        nr = uniq.size
-    return _fault_events(dense.astype(np.int64, copy=False), is_write, nr)
+    uniq, dense = group(np.asarray(pages, np.int64))
+    return _fault_events(dense.astype(np.int64, copy=False), is_write, uniq.size)
 
 
 @njit(cache=True)
