@@ -40,6 +40,7 @@ BENCHES = {
     "pgtable": ("bench_pgtable.py", ["--repeat", "5"], ["--repeat", "9"]),
     "page_alloc": ("bench_page_alloc.py", ["--ops", "50000", "--compact-frames", "524288"], []),
     "memory": ("bench_memory.py", ["--sizes", "8,32", "--cell"], ["--sizes", "16,64,256", "--cell"]),
+    "faults": ("bench_faults.py", [], ["--full"]),
 }
 ENGINE_OVERHEAD_MS = 50.0   # target: engine overhead per cell
 ENGINE_EFFICIENCY = 0.90    # target: 1 -> 2 worker scaling efficiency

@@ -191,6 +191,30 @@ def _isolate_free(bm, off, nlev, nr_free, block_free, state, order_of, start, en
     return taken
 
 
+@njit(cache=True)
+def _rmqueue_bulk(bm, off, nlev, nr_free, block_free, state, order_of, orders, kinds, groups, max_order,
+                  nr_frames, out):
+    """_rmqueue_smallest() for each request in turn, as that many alloc() calls without
+    compaction would make them. Requests come in groups (consecutive equal `groups`):
+    when one fails, the requests its group already got are freed again, newest first,
+    which restores the free lists exactly (the buddy layout of a set of free frames is
+    unique: __free_one_page() merges every free buddy pair). Returns the index of the
+    first request of the failed group, or the number of requests."""
+    gstart = 0
+    for i in range(orders.size):
+        if i == 0 or groups[i] != groups[i - 1]:
+            gstart = i
+        pfn = _rmqueue_smallest(bm, off, nlev, nr_free, block_free, state, order_of, orders[i], max_order,
+                                kinds[i])
+        if pfn < 0:
+            for j in range(i - 1, gstart - 1, -1):
+                _free_one_page(bm, off, nlev, nr_free, block_free, state, order_of, out[j], orders[j],
+                               max_order, nr_frames)
+            return gstart
+        out[i] = pfn
+    return orders.size
+
+
 # -- initial layout (vectorised) --------------------------------------------------------
 
 def _bitmap_layout(nr_frames: int, max_order: int):
@@ -368,6 +392,29 @@ class PageAllocator:
         if self._pending_moves:
             self._run_hooks()
         return pfn
+
+    def alloc_bulk(self, orders, movable, groups) -> tuple[np.ndarray, int]:
+        """alloc(orders[i], movable=movable[i], compact=False) for each i in turn, in one call:
+        exactly the pfns those calls would return, in that order. The requests come in
+        groups (one fault's folio and page tables: equal consecutive `groups` values); at
+        the first request that finds no free block its whole group is undone, nothing is
+        counted for it, and the call stops. Returns (pfns, n): pfns[:n] were allocated, n
+        the first request of the failed group or len(orders). The caller takes that group
+        through alloc() (compaction, fallback) itself."""
+        orders = np.asarray(orders, np.int64)
+        movable = np.asarray(movable, np.bool_)
+        groups = np.asarray(groups, np.int64)
+        if orders.size and (orders.min() < 0 or orders.max() > self.max_order):
+            raise ValueError(f"alloc_bulk: orders must lie in 0..{self.max_order} (max_order)")
+        kinds = np.where(movable, PB_MOVABLE, PB_UNMOVABLE).astype(self.state.dtype)
+        out = np.full(orders.size, -1, np.int64)
+        n = int(_rmqueue_bulk(self._bm, self._off, self._nlev, self._nr_free, self._block_free, self.state,
+                              self.order_of, orders, kinds, groups, self.max_order, self.nr_frames, out))
+        pages = np.int64(1) << orders[:n]
+        self._stats["allocs"] += n
+        self._allocated[PB_MOVABLE] += int(pages[movable[:n]].sum())
+        self._allocated[PB_UNMOVABLE] += int(pages[~movable[:n]].sum())
+        return out[:n], n
 
     def free(self, pfn, order) -> None:
         """Free the block at `pfn` of `order`, exactly as it was allocated."""

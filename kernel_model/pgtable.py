@@ -19,7 +19,9 @@ Layout (a radix tree, as the hardware walks it):
   under a block.
 Memory is proportional to the tables in use, never to the VA space.
 
-The hardware walk (lookup(), pte_get(), Lookup) is in pgtable_walk.py.
+The hardware walk (lookup(), pte_get(), Lookup) is in pgtable_walk.py; the bulk
+operations of the batched fault path (gather_blocks, install_tables, store_ptes) in
+pgtable_bulk.py.
 
 Units: addresses in bytes; pfn, folio_pfn and nr in this table's page units (kernel
 pages for the Linux table; process pages for the native table).
@@ -31,6 +33,7 @@ import numpy as np
 
 from .arch.arm64 import contpte
 from .geometry import Geometry
+from .pgtable_bulk import PageTableBulk
 from .pgtable_walk import Lookup, PageTableWalk  # noqa: F401  (Lookup: re-exported)
 
 _PROT_MAX = 0x7  # PROT_READ | PROT_WRITE | PROT_EXEC (include/uapi/asm-generic/mman-common.h)
@@ -42,7 +45,7 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-class PageTable(PageTableWalk):
+class PageTable(PageTableWalk, PageTableBulk):
     """One page-table hierarchy in `geom`. See the module docstring for the layout.
 
     table_alloc(nbytes) -> physical address of a new table; table_free(phys, nbytes).

@@ -27,8 +27,12 @@ METRIC_NAMES = (
 TLB_METRICS = ("accesses", "l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_refs", "walk_cycles")
 
 
-def simulate(cfg: dict) -> dict:
-    """Run one cell. `cfg` is the resolved config as plain dicts (OmegaConf.to_container)."""
+def simulate(cfg: dict, *, fault_path: str | None = None) -> dict:
+    """Run one cell. `cfg` is the resolved config as plain dicts (OmegaConf.to_container).
+
+    fault_path "reference" takes every fault through handle_mm_fault() one by one instead
+    of the batched path (kernel_model/fault_batch.py); None: $PAGESWEEP_FAULT_PATH, else
+    "batch". Not part of the config: both give identical results."""
     import gc
 
     import workloads
@@ -42,7 +46,7 @@ def simulate(cfg: dict) -> dict:
         system = System.from_config(cfg)
         page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
         workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
-        runner = Runner(system, page_size, cfg.get("tlb", {}))
+        runner = Runner(system, page_size, cfg.get("tlb", {}), fault_path=fault_path)
         for phase in workload.phases():
             runner.run(phase)
         return runner.metrics()
@@ -71,11 +75,13 @@ class _Whole:
 class Runner:
     """Interprets workload phases against one System (see workloads/phases.py)."""
 
-    def __init__(self, system: System, page_size: int, tlb_cfg: dict):
+    def __init__(self, system: System, page_size: int, tlb_cfg: dict, *, fault_path: str | None = None):
+        from .fault_batch import fault_path as resolve_fault_path
         from .tlb import TlbConfig, TlbState
 
         self.system = system
         self.page_size = page_size
+        self.fault_path = resolve_fault_path(fault_path)  # "batch" or "reference" (handle_mm_fault each)
         self.tlb_cfg = TlbConfig.from_cfg(tlb_cfg)
         # One core's translation hardware for the whole run: the access phases of one
         # process continue where the last left off; a switch to another mm (fork, exec)
@@ -280,34 +286,19 @@ class Runner:
         """Fault every process page at its first touch, and again at its first write after a
         read (the write-protect fault on the zero page or a COW page), in access order.
         Returns the mask of accesses that completed (not on a page that raised a signal)."""
-        from .memory import VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, handle_mm_fault
+        from .fault_batch import fault_events, fault_in
+        from .memory import VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV
 
         ps = self.page_size
         pages = addrs // ps
-        order = np.argsort(pages, kind="stable")
-        sp = pages[order]
-        starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
-        first = order[starts]  # index of each page's first access
-        w = is_write[order]
-        # first write per page: the first True in each group of the stable order.
-        widx = np.where(w, np.arange(order.size), order.size)
-        first_w_sorted = np.minimum.reduceat(widx, starts)
-        has_w = first_w_sorted < order.size
-        first_write = np.where(has_w, order[np.minimum(first_w_sorted, order.size - 1)], -1)
-        ev_idx = np.concatenate([first, first_write[has_w & (first_write != first)]])
-        ev_write = np.concatenate([is_write[first], np.ones(int((has_w & (first_write != first)).sum()), bool)])
-        seq = np.argsort(ev_idx, kind="stable")
-        mm = self.proc.mm
-        bad_pages = []
-        for i in seq:
-            addr = int(addrs[ev_idx[i]])
-            ret = handle_mm_fault(mm, addr, bool(ev_write[i]))
-            if ret & VM_FAULT_SIGBUS:
-                self.signals["sigbus_accesses"] += 1
-                bad_pages.append(addr // ps)
-            elif ret & VM_FAULT_SIGSEGV:
-                self.signals["sigsegv"] += 1
-                bad_pages.append(addr // ps)
+        ev_idx = fault_events(pages, is_write)
+        ev_addr = addrs[ev_idx]
+        rets = fault_in(self.proc.mm, ev_addr, is_write[ev_idx], self.fault_path)
+        sigbus = (rets & VM_FAULT_SIGBUS) != 0
+        sigsegv = ~sigbus & ((rets & VM_FAULT_SIGSEGV) != 0)
+        self.signals["sigbus_accesses"] += int(sigbus.sum())
+        self.signals["sigsegv"] += int(sigsegv.sum())
+        bad_pages = (ev_addr[sigbus | sigsegv] // ps).tolist()
         if not bad_pages:
             return np.ones(addrs.size, bool)
         return ~np.isin(pages, np.array(bad_pages, dtype=np.int64))

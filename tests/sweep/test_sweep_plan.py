@@ -52,7 +52,8 @@ def test_mthp_gap_is_pedros_matrix(conf_dir):
         for a in ("base", "mthp", "mthp_only")]
     assert plan.excluded == 6
     assert len({c.cell_key for c in plan.cells}) == 18
-    assert plan.cells[0].config["workload"]["working_set"] == "128M"
+    assert plan.cells[0].config["workload"]["working_set"] == "1G"
+    assert plan.cells[0].config["workload"]["accesses"] == 10_000_000
 
 
 def test_command_line_pins_a_zipped_key(conf_dir):
