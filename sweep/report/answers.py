@@ -260,11 +260,13 @@ def machine_replay(run: Run, spec: ReportSpec) -> str:
                      f"{'+' if delta[main] >= 0 else '-'}{mib(abs(delta[main]))})")
     text = (f"The captured machine needs {mib(base.get('total_bytes'))} under the 4K design (anon "
             f"{mib(b['anon_bytes'] or 0)}, page cache {mib(b['pagecache_bytes'] or 0)}, page tables "
-            f"{mib(b['pgtable_bytes'])}). " + ("; ".join(parts) + "." if parts else ""))
+            f"{mib(b['pgtable_bytes'])}). " + (("; ".join(parts) + ".")[:1].upper() + ("; ".join(parts) + ".")[1:]
+                                               if parts else ""))
     k16 = run.find(**REPLAY_DESIGNS[2][1])
     if k16 is not None:
-        text += (f" Android's published figure for 16K pages is about {pct(ANDROID_16K_MEMORY)} more memory "
-                 f"system-wide; this machine: {signed(rows[id(k16)]['total / 4K'] - 1)}.")
+        text += (f" Android's published figure for 16K pages (the Android developers' 16 KB page size "
+                 f"documentation) is about {ANDROID_16K_MEMORY * 100:.0f}% more memory system-wide; this machine "
+                 f"at 16K: {signed(rows[id(k16)]['total / 4K'] - 1)}.")
     return text
 
 
