@@ -176,7 +176,7 @@ def test_machine_replay_answer_and_table(tmp_path):
         "The captured machine needs 97.0 MiB under the 4K design (anon 64.0 MiB, page cache 32.0 MiB, page "
         "tables 1.0 MiB). A 4K kernel with 64K processes needs +41.2% (40.0 MiB, most of it anon +32.0 MiB); "
         "the 16K kernel needs +9.8% (9.5 MiB, most of it anon +8.0 MiB). Android's published figure for 16K "
-        "pages (the Android developers' 16 KB page size documentation) is about 9% more memory system-wide; "
+        "pages (Android Developers Blog, August 2024) is about 9% more memory system-wide; "
         "this machine at 16K: +9.8%.")
     from tests.sweep.test_report import table
 
