@@ -102,6 +102,16 @@ def load_rows(results, experiment: str, run_id: str | None):
     return run_id, rows, [m for m in metric_columns(con) if m in present], done_before
 
 
+def experiment_rows(results, experiment: str) -> list:
+    """Every cell row of ``experiment`` (all runs) as dicts, oldest run first."""
+    from sweep.query import connect
+
+    con = connect(results)
+    cur = con.execute("SELECT * FROM cells WHERE experiment = ? ORDER BY started_at, run_id, cell", [experiment])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def load_run(results, experiment: str, run_id: str | None = None, keys=()) -> Run:
     """The rows of one run of ``experiment`` grouped into configurations."""
     run_id, rows, metric_names, done_before = load_rows(results, experiment, run_id)
