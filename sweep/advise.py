@@ -182,7 +182,7 @@ def table(advice: list):
 CHOICE_COLORS = {4096: "tab:gray", 16384: "tab:blue", 65536: "tab:green"}
 
 
-def figure(advice: list, top: int = 30):
+def figure(advice: list, max_memory: float = 0.10, top: int = 30):
     """Per process (the `top` largest at 4K): memory overhead of 16K and 64K (left) and the
     translation change of its profile (right); the label says the recommendation."""
     from sweep.report.figures import pyplot
@@ -195,7 +195,8 @@ def figure(advice: list, top: int = 30):
     ys = range(len(shown))
     for ax, values, title in (
             (left, lambda a, s: a.overhead(s) * 100, "memory vs 4K (%)"),
-            (right, lambda a, s: None if a.saving(s) is None else -a.saving(s) * 100, "walk_cycles vs 4K (%)")):
+            (right, lambda a, s: None if a.saving(s) is None else -a.saving(s) * 100,
+             "walk_cycles vs 4K (%, negative = saved)")):
         for i, (size, color) in enumerate(((16384, "tab:blue"), (65536, "tab:green"))):
             vals = [values(a, size) for a in shown]
             ax.barh([y + (i - 0.5) * 0.4 for y in ys], [0 if v is None else v for v in vals], 0.4,
@@ -205,12 +206,15 @@ def figure(advice: list, top: int = 30):
                     ax.text(0, y, " no profile", va="center", fontsize=8, color="0.4")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(title)
+    left.axvline(max_memory * 100, color="tab:red", linestyle="--", linewidth=1,
+                 label=f"budget {max_memory * 100:g}%")
+    for ax in (left, right):
         ax.legend(fontsize=9, loc="lower right")
     left.set_yticks(list(ys), labels, fontsize=9)
     for tick, a in zip(left.get_yticklabels(), shown):
         tick.set_color(CHOICE_COLORS[a.choice])
     fig.suptitle("page size per process: memory cost (left) and translation cost (right) of 16K and 64K "
-                 "on a 4K kernel; label = recommendation")
+                 "on a 4K kernel; label = recommendation (gray 4K, blue 16K, green 64K)")
     return fig, plt
 
 
@@ -243,12 +247,12 @@ def advise(snapshot: str, results=None, experiment: str = "page_size_tradeoff", 
     return advice
 
 
-def write(out, advice: list) -> None:
+def write(out, advice: list, max_memory: float = 0.10) -> None:
     from sweep.report import write_report
     from sweep.report.tables import markdown, to_csv
 
     t = table(advice)
-    fig, plt = figure(advice)
+    fig, plt = figure(advice, max_memory)
     from sweep.report import _png
 
     md = ["# Page size per process", "",
@@ -283,7 +287,7 @@ def main(argv=None) -> int:
     except (AdviceError, SnapshotError, ReportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    write(args.out, advice)
+    write(args.out, advice, args.max_memory)
     t = table(advice)
     widths = [max(len(c), *(len(fmt(r[c])) for r in t.rows)) for c in t.columns]
     print("  ".join(c.ljust(w) for c, w in zip(t.columns, widths)))
