@@ -213,6 +213,22 @@ def test_snapshot_workload_needs_a_path(tmp_path):
     import contextlib
 
     with contextlib.redirect_stderr(err):
-        code = run(["executor=serial", f"results.dir={tmp_path}", "workload=snapshot"], out=io.StringIO())
+        code = run(["executor=serial", f"results.dir={tmp_path}", "workload=snapshot", "workload.path=null"],
+                   out=io.StringIO())
     assert code == 2
     assert "workload.path: workload.kind=snapshot needs a path" in err.getvalue()
+
+
+def test_shipped_snapshot_replays_exactly():
+    """conf/workload/snapshot.yaml's default capture (tests/data/snapshot_sleep.npz)."""
+    from pathlib import Path
+
+    from sweep.app import CONF_DIR
+
+    path = CONF_DIR.parent / "tests" / "data" / "snapshot_sleep.npz"
+    snap = Snapshot.load(path)
+    s = snap.summary()
+    assert (s["processes"], s["anon_bytes"], s["pagecache_bytes"]) == (1, 27 * PAGE, 424 * PAGE)
+    m = _runner(str(path)).metrics()
+    assert (m["anon_bytes"], m["pagecache_bytes"]) == (s["anon_bytes"], s["pagecache_bytes"])
+    assert Path(path).stat().st_size < 64 * 1024
