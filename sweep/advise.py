@@ -248,18 +248,17 @@ def advise(snapshot: str, results=None, experiment: str = "page_size_tradeoff", 
 
 
 def write(out, advice: list, max_memory: float = 0.10) -> None:
-    from sweep.report import write_report
+    from sweep.report import png_bytes, write_report
     from sweep.report.tables import markdown, to_csv
 
     t = table(advice)
     fig, plt = figure(advice, max_memory)
-    from sweep.report import _png
 
     md = ["# Page size per process", "",
           "Memory: each process replayed alone on a 4K kernel at 16K and 64K against 4K (shared page cache "
           "charged whole). walk_cycles: the change for the process's access profile, where it has one. "
           "A negative walk_cycles change is a saving.", "", "![advice](advice.png)", "", markdown(t), ""]
-    write_report(out, {"advice.md": "\n".join(md).encode(), "advice.csv": to_csv(t), "advice.png": _png(fig, plt)})
+    write_report(out, {"advice.md": "\n".join(md).encode(), "advice.csv": to_csv(t), "advice.png": png_bytes(fig, plt)})
 
 
 def main(argv=None) -> int:

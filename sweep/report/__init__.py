@@ -56,7 +56,8 @@ VIEWS = {
 }
 
 
-def _png(fig, plt) -> bytes:
+def png_bytes(fig, plt) -> bytes:
+    """The figure as PNG bytes (no timestamps: the same figure gives the same bytes); closes it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -85,7 +86,7 @@ def build(run: Run, spec: ReportSpec | None = None) -> tuple:
     missing = [m for m in view.required if m not in run.metrics] if view else []
     if view and not missing:
         plt = figures.pyplot()
-        files[f"{run.experiment}.png"] = _png(view.figure(run, plt), plt)
+        files[f"{run.experiment}.png"] = png_bytes(view.figure(run, plt), plt)
         md += [f"![{run.experiment}]({run.experiment}.png)", "", tables.markdown(view.table(run)), ""]
     else:
         if missing:

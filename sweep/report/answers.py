@@ -256,13 +256,14 @@ def machine_replay(run: Run, spec: ReportSpec) -> str:
         r = rows[id(g)]
         delta = {p: (r[p] or 0) - (b[p] or 0) for p in MEMORY_PARTS}
         main = max(delta, key=lambda p: (abs(delta[p]), p))
-        parts.append(f"{phrase} needs {signed(r['total / 4K'] - 1)} ({mib(g.get('total_bytes') - base.get('total_bytes'))}"
+        grew = mib(g.get("total_bytes") - base.get("total_bytes"))
+        parts.append(f"{phrase} needs {signed(r['total / 4K'] - 1)} ({grew}"
                      f", most of it {main.removesuffix('_bytes').replace('pgtable', 'page tables')} "
                      f"{'+' if delta[main] >= 0 else '-'}{mib(abs(delta[main]))})")
+    designs = "; ".join(parts) + "." if parts else ""
     text = (f"The captured machine needs {mib(base.get('total_bytes'))} under the 4K design (anon "
             f"{mib(b['anon_bytes'] or 0)}, page cache {mib(b['pagecache_bytes'] or 0)}, page tables "
-            f"{mib(b['pgtable_bytes'])}). " + (("; ".join(parts) + ".")[:1].upper() + ("; ".join(parts) + ".")[1:]
-                                               if parts else ""))
+            f"{mib(b['pgtable_bytes'])}). " + designs[:1].upper() + designs[1:])
     k16 = run.find(**REPLAY_DESIGNS[2][1])
     if k16 is not None:
         text += (f" Android's published figure for 16K pages (Android Developers Blog, "
@@ -281,7 +282,8 @@ def generic(run: Run, spec: ReportSpec) -> str:
         return ""
     ranked = sorted(groups, key=lambda g: g.get(m), reverse=spec.better == "higher")
     best, worst = ranked[0], ranked[-1]
-    text = f"Best in {m} ({spec.better} is better): {best.label} ({best.get(m):g}); worst: {worst.label} ({worst.get(m):g})"
+    text = (f"Best in {m} ({spec.better} is better): {best.label} ({best.get(m):g}); "
+            f"worst: {worst.label} ({worst.get(m):g})")
     if worst.get(m):
         text += f", {signed(best.get(m) / worst.get(m) - 1)} from worst to best"
     return text + "."
