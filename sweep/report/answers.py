@@ -87,10 +87,14 @@ def mthp_gap(run: Run, spec: ReportSpec) -> str:
         mthp = [recovered[p] for p in ("4K+mTHP", "only-mTHP") if p in recovered]
         if mthp:
             best = max(mthp, key=lambda r: r[0])
-            text.append(f"What mTHP leaves on the table ({pct(1 - best[0])} of the {names[0]} reduction at best) "
-                        "is what no folio size gives a 4K kernel: its extra page-table level, the reach of "
-                        "its walk cache and of its page-table lines in the data caches, and TLB entries for "
-                        "memory outside mTHP folios.")
+            if best[0] >= 0.995:
+                text.append(f"mTHP recovers all of the {names[0]} reduction here ({pct(best[0])}): nothing is "
+                            "left for a larger page geometry to win in this workload.")
+            else:
+                text.append(f"What mTHP leaves on the table ({pct(1 - best[0])} of the {names[0]} reduction at "
+                            "best) is what no folio size gives a 4K kernel: its extra page-table level, the reach "
+                            "of its walk cache and of its page-table lines in the data caches, and TLB entries "
+                            "for memory outside mTHP folios.")
         if "pgtable_bytes_linux" in run.metrics and base.get("pgtable_bytes_linux"):
             pts = [f"the 64K kernel {pct(k64.get('pgtable_bytes_linux') / base.get('pgtable_bytes_linux'))}"]
             g = _find(groups, **MTHP_DESIGNS[0][1])

@@ -61,6 +61,13 @@ def test_mthp_gap_answer_per_workload_and_missing_base(tmp_path):
     assert paragraphs[1].startswith("**zipf:** The 64K kernel cuts walk_mem_refs by 44.4% (90 to 50)")
     assert "4K+mTHP recovers 75.0% of the walk_mem_refs reduction and 75.0% of the l2_tlb_misses" in paragraphs[1]
     assert "(25.0% of the walk_mem_refs reduction at best)" in paragraphs[1]
+    write_cells(results, "mthp_gap", "r3", [
+        ({"kernel_page_size": kps, "process_page_size": kps, "folio_anon": anon},
+         {"walk_mem_refs": walk, "l2_tlb_misses": walk, "pgtable_bytes_linux": 4096}, "ok")
+        for kps, anon, walk in ((K4, "base", 1000), (K4, "mthp_only", 4), (K64, "base", 5))], started=8)
+    # only-mTHP: (1000 - 4) / (1000 - 5) = 100.1%: nothing left
+    assert ("mTHP recovers all of the walk_mem_refs reduction here (100.1%): nothing is left for a larger page "
+            "geometry to win in this workload.") in answer_of(results, "mthp_gap")
     write_cells(results, "mthp_gap", "r2", [c for c in cells if c[0]["kernel_page_size"] == K4], started=9)
     assert answer_of(results, "mthp_gap").startswith(
         "**random:** no answer: the run lacks the 4K base cell or the 64K-kernel base cell.")
