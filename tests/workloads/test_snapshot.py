@@ -37,8 +37,21 @@ CHILD = textwrap.dedent("""
         f[p * 4096] = 1
     addr = lambda m: ctypes.addressof(ctypes.c_char.from_buffer(m))
     print(addr(anon), addr(f), flush=True)
-    sys.stdin.read()
+    os.read(0, 1)                               # blocks: no buffer to allocate, memory stays put
 """) % {"anon_written": ANON_WRITTEN, "anon_read": ANON_READ, "file_read": FILE_READ, "file_written": FILE_WRITTEN}
+
+
+def wait_blocked(pid: int) -> None:
+    """Until the child sleeps in its read of stdin (state S in /proc/PID/stat): after its
+    print it still runs a little, and a page it touched then would race the capture."""
+    import time
+
+    for _ in range(1000):
+        stat = open(f"/proc/{pid}/stat").read()
+        if stat[stat.rindex(")") + 2] == "S":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"child {pid} never blocked on stdin")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +64,7 @@ def child(tmp_path_factory):
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     assert line, "child failed"
+    wait_blocked(proc.pid)
     yield proc.pid, int(line[0]), int(line[1]), data
     proc.stdin.close()
     proc.wait(timeout=30)
