@@ -106,21 +106,51 @@ class Runner:
             ph.ReadFile: self._read_file, ph.MmapFile: self._mmap_file, ph.Fork: self._fork,
             ph.Exec: self._exec, ph.LoadElf: self._load_elf, ph.Mlock: self._mlock, ph.Pin: self._pin,
             ph.TouchTail: self._touch_tail, ph.ReadPagemap: self._read_pagemap, ph.UffdFill: self._uffd_fill,
+            ph.Spawn: self._spawn, ph.MapRange: self._map_range, ph.CachePages: self._cache_pages,
         }.get(type(phase))
         if handler is None:
             raise TypeError(f"simulate: unknown workload phase {phase!r}")
         handler(phase)
 
-    def _map(self, phase) -> None:
+    def _map(self, phase, head: int = 0) -> None:
+        """mmap the region; with a head, `head` bytes before the file offset are mapped too
+        and the region starts after them (MapRange)."""
         fd = -1
         if phase.path is not None:
             fd = self.proc.open(phase.path)
             if fd < 0:
                 raise FileNotFoundError(f"workload maps {phase.path!r}, which no CreateFile phase created")
-        addr = self.proc.mmap(0, phase.length, phase.prot, phase.flags, fd, phase.offset)
+        addr = self.proc.mmap(0, phase.length + head, phase.prot, phase.flags, fd, phase.offset - head)
         if addr < 0:
             raise OSError(-addr, f"mmap of region {phase.region!r} ({phase.length} bytes) failed: {os.strerror(-addr)}")
-        self.regions[phase.region] = (addr, phase.length)
+        self.regions[phase.region] = (addr + head, phase.length)
+
+    def _map_range(self, phase) -> None:
+        self._map(phase, head=phase.offset % self.proc.page_size if phase.path is not None else 0)
+
+    def _spawn(self, phase) -> None:
+        size = self.page_size if phase.page_size is None else phase.page_size
+        self.proc = self.system.execve(page_size=size)
+        self.regions = {}
+        self.tlb_state.flush_tlb()
+
+    def _cache_pages(self, phase) -> None:
+        """Read each run of 4K pages with readahead off (folio.readahead=0 for the call)."""
+        from dataclasses import replace
+
+        from .filemap import filemap_read
+
+        f = self.system.files.get(phase.path)
+        if f is None:
+            raise FileNotFoundError(f"workload caches {phase.path!r}, which no CreateFile phase created")
+        policy = self.system.policy
+        self.system.policy = replace(policy, readahead=0)
+        try:
+            for first, count in phase.runs:
+                offset = first * 4096
+                filemap_read(self.system, f, offset, max(0, min(count * 4096, f.size - offset)))
+        finally:
+            self.system.policy = policy
 
     def _mmap_file(self, phase) -> None:
         from .abi import MAP_PRIVATE, MAP_SHARED

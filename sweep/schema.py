@@ -105,7 +105,7 @@ class TlbConf:
 @dataclass
 class WorkloadConf:
     name: str = "random"
-    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set | mixed
+    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set | mixed | abi_probe | snapshot
     pattern: str = "uniform"       # sequential | uniform | zipf | strided
     working_set: str = "64M"
     accesses: int = 200000
@@ -157,6 +157,17 @@ class SweepConf:
 
 
 @dataclass
+class ReportConf:
+    # Report metadata of an experiment (sweep/report/spec.py reads it from the
+    # experiment's YAML); it changes no cell, so it is a NON_SEMANTIC_KEYS entry.
+    question: str = ""
+    keys: List[str] = field(default_factory=list)
+    metric: Optional[str] = None
+    also: List[str] = field(default_factory=list)
+    better: str = "lower"          # lower | higher
+
+
+@dataclass
 class Config:
     cell_fn: str = "kernel_model.simulate:simulate"
     seed: int = 0
@@ -172,11 +183,12 @@ class Config:
     results: ResultsConf = field(default_factory=ResultsConf)
     ray: RayConf = field(default_factory=RayConf)
     sweep: SweepConf = field(default_factory=SweepConf)
+    report: ReportConf = field(default_factory=ReportConf)
 
 
 # Keys that do not change what a cell computes: left out of the cell config handed to
 # the cell function and out of cell_key.
-NON_SEMANTIC_KEYS = ("results", "executor", "ray", "sweep")
+NON_SEMANTIC_KEYS = ("results", "executor", "ray", "sweep", "report")
 
 
 # Group defaults of conf/config.yaml whose YAML belongs to other modules' owners; the
@@ -210,7 +222,7 @@ CHOICES = {
     "arch.native_pgtable": ("off", "mirror", "on_demand"),
     "abi.overhang": ("anon_fault", "sigbus", "anon_vma"),
     "tlb.replacement": ("lru", "fifo"),
-    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe"),
+    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe", "snapshot"),
     "workload.pattern": ("sequential", "uniform", "zipf", "strided"),
 }
 
@@ -309,13 +321,14 @@ def validate_values(cfg: dict) -> None:
     num_cpus = cfg["ray"]["num_cpus"]
     if num_cpus is not None and num_cpus < 1:
         raise ConfigError("ray.num_cpus", f"{num_cpus} is out of range; allowed >= 1 or null (all cores)")
-    if cfg["workload"]["kind"] in ("trace", "file_tree", "elf_tree") and not cfg["workload"]["path"]:
+    if cfg["workload"]["kind"] in PATH_KINDS and not cfg["workload"]["path"]:
         raise ConfigError("workload.path", f"workload.kind={cfg['workload']['kind']} needs a path")
     if ":" not in cfg["cell_fn"]:
         raise ConfigError("cell_fn", f"{cfg['cell_fn']!r} is not an import path; write module:function")
 
 
-PATH_KINDS = ("trace", "file_tree", "elf_tree")
+FILE_KINDS = ("trace", "snapshot")
+PATH_KINDS = ("trace", "file_tree", "elf_tree", "snapshot")  # snapshot: a sweep.snapshot capture file
 
 
 def resolve_workload_path(cfg: dict, roots) -> None:
@@ -332,10 +345,10 @@ def resolve_workload_path(cfg: dict, roots) -> None:
         return
     candidates = [path] if os.path.isabs(path) else [os.path.join(str(r), path) for r in roots]
     for c in candidates:
-        if (os.path.isdir(c) if w["kind"] != "trace" else os.path.isfile(c)):
+        if (os.path.isfile(c) if w["kind"] in FILE_KINDS else os.path.isdir(c)):
             w["path"] = os.path.normpath(os.path.abspath(c))
             return
-    what = "file" if w["kind"] == "trace" else "directory"
+    what = "file" if w["kind"] in FILE_KINDS else "directory"
     raise ConfigError("workload.path", f"{path!r}: no such {what} (looked in: {', '.join(candidates)})")
 
 

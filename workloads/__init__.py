@@ -14,6 +14,7 @@ from workloads.base import Workload
 from workloads.config import WorkloadConfig, parse_workload_config
 from workloads.files import ElfTreeWorkload, FileSetWorkload, FileTreeWorkload
 from workloads.mixed import MixedWorkload
+from workloads.snapshot import SnapshotWorkload
 from workloads.synthetic import SyntheticWorkload
 from workloads.trace import TraceWorkload
 
@@ -25,6 +26,7 @@ _BY_KIND = {
     "elf_tree": ElfTreeWorkload,
     "mixed": MixedWorkload,
     "abi_probe": AbiProbeWorkload,
+    "snapshot": SnapshotWorkload,
 }
 
 

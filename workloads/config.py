@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 from kernel_model.units import format_size, parse_size
 
-KINDS = ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe")
+KINDS = ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe", "snapshot")
 PATTERNS = ("sequential", "uniform", "zipf", "strided")
 
 # Zipf and file touches are drawn over pages of this size: the smallest arm64
@@ -58,6 +58,7 @@ class WorkloadConfig:
                 "touch_tail", "read_before_mmap",
             ),
             "abi_probe": ("working_set",),
+            "snapshot": ("path", "large_folio_fs"),
             "mixed": (
                 "pattern", "working_set", "accesses", "write_ratio", "zipf_alpha", "nr_small_files",
                 "small_file_median", "small_file_sigma", "nr_large_files", "large_file_size",
@@ -148,6 +149,6 @@ def parse_workload_config(wcfg) -> WorkloadConfig:
         raise ValueError(f"workload.stride: must be a positive multiple of 8 bytes, got {out['stride']}")
     if out["small_file_median"] == 0:
         raise ValueError("workload.small_file_median: must be at least 1 byte")
-    if out["kind"] in ("trace", "file_tree", "elf_tree") and not out["path"]:
+    if out["kind"] in ("trace", "file_tree", "elf_tree", "snapshot") and not out["path"]:
         raise ValueError(f"workload.path: kind={out['kind']} needs a path (a file or directory)")
     return WorkloadConfig(**out)

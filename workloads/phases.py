@@ -197,5 +197,43 @@ class LoadElf:
     path: str
 
 
+@dataclass(frozen=True)
+class Spawn:
+    """A new process, execve'd from a fresh fork (fs/exec.c), with this personality page
+    size ("4K", "16K", "64K", "kernel") or the configured process.page_size when None. It
+    becomes current; the processes before it keep running with their mms, so a replayed
+    machine's processes live side by side. Regions start empty."""
+
+    page_size: str | None = None
+
+
+@dataclass(frozen=True)
+class MapRange:
+    """mmap(NULL, length, prot, flags, fd, offset) of a captured VMA whose file offset is
+    in the capture's pages: the offset is aligned down to the process page (mmap takes
+    offsets in process pages; mm/mmap.c do_mmap() rejects an unaligned one) and the
+    mapping grows by that head, so `region` still names the captured range from its
+    first byte. Anonymous when path is None."""
+
+    region: str
+    length: int
+    prot: int
+    flags: int
+    path: str | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class CachePages:
+    """The page cache holds exactly the 4K pages of `path` listed in `runs`
+    ((first page, count) pairs): each run is read as one request without a readahead
+    window (mm/readahead.c force_page_cache_ra() with ra_pages 0: folios of the
+    mapping's minimum order), so a replay caches what the capture found resident and no
+    more."""
+
+    path: str
+    runs: tuple
+
+
 PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, ReadPagemap, UffdFill, Fork,
-               Exec, LoadElf)
+               Exec, LoadElf, Spawn, MapRange, CachePages)

@@ -68,11 +68,11 @@ def test_every_conf_workload_builds():
     names = sorted(p.stem for p in conf.glob("*.yaml"))
     assert names == [
         "abi_probe", "elf_tree", "eof_files", "file_tree", "mixed", "random", "read_then_map", "sequential", "small_files",
-        "strided", "trace", "zipf",
+        "snapshot", "strided", "trace", "zipf",
     ]
     for p in conf.glob("*.yaml"):
         cfg = yaml.safe_load(p.read_text())
-        if cfg["kind"] == "trace":
+        if cfg["kind"] in ("trace", "snapshot"):
             cfg["path"] = str(conf.parents[1] / cfg["path"])
         assert build(cfg, seed=0).name == p.stem
 

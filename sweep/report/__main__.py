@@ -1,0 +1,5 @@
+import sys
+
+from sweep.report import main
+
+sys.exit(main())
