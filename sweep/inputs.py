@@ -1,6 +1,6 @@
 """Digests of the files a cell's workload reads, for its cell_key.
 
-A workload that reads files (workload.kind trace, file_tree, elf_tree; sweep/schema.py
+A workload that reads files (workload.kind trace, snapshot, file_tree, elf_tree; sweep/schema.py
 PATH_KINDS) computes different results when those files change, even at the same
 path. Its cell key therefore includes the sha256 of a manifest of its inputs: for a
 trace, the file's size and content digest; for a tree, the sorted relative path, size
@@ -77,9 +77,11 @@ class InputDigests:
         return self.manifests[key]
 
     def _manifest(self, kind: str, path: str, workload: dict) -> list:
-        if kind == "trace":
-            return [["", *self.file(path)]]
+        from sweep.schema import FILE_KINDS
         from workloads.files import scan_tree
+
+        if kind in FILE_KINDS:  # one input file (a trace, a snapshot capture)
+            return [["", *self.file(path)]]
 
         scan = scan_tree(path, max_files=workload.get("max_files"), elf_only=kind == "elf_tree")
         out = []

@@ -5,6 +5,7 @@ of the cell key, and the query CLI refuses a missing directory."""
 import datetime as dt
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -305,3 +306,17 @@ def test_nightly_runs_never_overlap(tmp_path):
     assert res.stdout == ""
     assert res.stderr == (f"nightly: another nightly run holds {results}/nightly.lock; not starting "
                           "(exit 75)\n")
+
+
+def test_single_file_inputs_are_digested_as_files(tmp_path):
+    """A snapshot capture, like a trace, is one file: its digest follows its contents."""
+    from sweep.inputs import InputDigests, file_sha256
+
+    snap = tmp_path / "machine.npz"
+    snap.write_bytes(b"first capture")
+    first = InputDigests().workload({"kind": "snapshot", "path": str(snap)})
+    assert first == InputDigests().workload({"kind": "snapshot", "path": str(snap)})
+    snap.write_bytes(b"other capture")
+    second = InputDigests().workload({"kind": "snapshot", "path": str(snap)})
+    assert second != first
+    assert file_sha256(str(snap)) in json.dumps(InputDigests()._manifest("snapshot", str(snap), {}))
