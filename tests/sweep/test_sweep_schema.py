@@ -97,12 +97,14 @@ def test_cli_bad_page_size_one_line_exit_2_nothing_written(tmp_path):
 def test_composition_rejects_misspelt_key_and_wrong_type(sweep_run, results, capsys):
     assert sweep_run("kernel.pagesize=4K") == (2, "")
     err = capsys.readouterr().err
-    assert err.splitlines() == ["error: Could not override 'kernel.pagesize'."]
+    assert err.splitlines() == [
+        "error: kernel.pagesize: not in the config; check the spelling (or prefix + to add a new key)"]
     assert sweep_run("workload.accesses=many") == (2, "")
     assert capsys.readouterr().err.splitlines() == [
-        "error: Error merging override workload.accesses=many"]
+        "error: workload.accesses: Value 'many' of type 'str' could not be converted to Integer"]
     assert sweep_run("kernel=8k") == (2, "")
-    assert capsys.readouterr().err.splitlines() == ["error: In 'config': Could not find 'kernel/8k'"]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: kernel: no config named '8k'; allowed values: 16k, 4k, 64k"]
     assert not results.exists()
 
 
