@@ -125,4 +125,4 @@ def test_results_write_failure_is_recorded_as_failed(results):
                   "cell_fn=tests.sweep.cells:trivial")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert connect(results).sql("select count(*) from cells where status = 'ok'").fetchall() == [(6,)]
+    assert connect(results).sql("select count(*) from cells where status = 'ok'").fetchall() == [(9,)]
