@@ -22,7 +22,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
+import sys
+import tempfile
 from pathlib import Path
 
 from sweep.reaper import Reaper
@@ -121,12 +124,19 @@ class RaySession:
         if self.local:
             self._init_local(ray)
         else:
-            try:
-                ray.init(address=self.address, runtime_env=runtime_env(self.cell_fn, self.ship_code),
-                         **RAY_INIT_KWARGS)
-            except (ConnectionError, ValueError, RuntimeError) as e:
-                raise ConfigError("ray.address", f"cannot join the Ray cluster at {self.address}: "
-                                  f"{_first_line(e)}") from None
+            # Ray's C++ client logs every failed connection attempt to stderr (fd 2); a
+            # failure is reported in one line instead, a success replays what it logged.
+            with _captured_stderr() as captured:
+                try:
+                    ray.init(address=self.address, runtime_env=runtime_env(self.cell_fn, self.ship_code),
+                             **RAY_INIT_KWARGS)
+                except (ConnectionError, ValueError, RuntimeError) as e:
+                    captured.discard = True
+                    hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                            " (a cluster started with `ray start` uses token authentication: export "
+                            "RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN if ~/.ray/auth_token is not its token)")
+                    raise ConfigError("ray.address", f"cannot join the Ray cluster at {self.address}: "
+                                      f"{_first_line(e)}{hint}") from None
         self.owned = True
         return self
 
@@ -159,6 +169,29 @@ class RaySession:
                     self.reaper.__exit__(*exc)
 
 
+class _captured_stderr:
+    """Redirect file descriptor 2 to a temporary file; on exit restore it and copy the
+    text back, unless ``discard`` was set."""
+
+    def __enter__(self):
+        self.discard = False
+        sys.stderr.flush()
+        self.file = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.seek(0)
+        text = self.file.read()
+        self.file.close()
+        if text and not self.discard:
+            os.write(2, text)
+
+
 # ---- preflight: can every node run the cells? -------------------------------------
 
 def node_check(cell_fn: str, paths: list) -> tuple:
@@ -187,15 +220,15 @@ def preflight(cell_fn: str, cells, shipped: bool) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     paths = cell_paths(cells)
-    check = ray.remote(node_check).options(num_cpus=0, max_retries=0)
-    refs = {}
+    refs = []
     for node in ray.nodes():
         if node.get("Alive"):
             strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-            refs[node["NodeManagerAddress"]] = check.options(scheduling_strategy=strategy).remote(cell_fn, paths)
+            check = ray.remote(node_check).options(num_cpus=0, max_retries=0, scheduling_strategy=strategy)
+            refs.append((node["NodeManagerAddress"], check.remote(cell_fn, paths)))
     hint = ("" if shipped else "; install pagesweep on every node, submit with "
             "`ray job submit --working-dir .`, or leave ray.ship_code=true")
-    for ip, ref in refs.items():
+    for ip, ref in refs:
         try:
             host, problems = ray.get(ref)
         except Exception as e:  # the node cannot even import sweep.cluster
@@ -207,8 +240,13 @@ def preflight(cell_fn: str, cells, shipped: bool) -> None:
 
 
 def _first_line(e: BaseException) -> str:
+    """The line of a (Ray) error text that says what went wrong: the last "SomeError: ..."
+    line of a remote traceback (ModuleNotFoundError: No module named 'sweep'), else the
+    first line."""
     from sweep.execute import error_text
 
     lines = [ln.strip() for ln in error_text(str(e)).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
-
+    if not lines:
+        return type(e).__name__
+    named = [ln for ln in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", ln)]
+    return named[-1] if named else lines[0]
