@@ -53,7 +53,7 @@ def test_bytes_are_a_page_size():
      "arch.native_pgtable: 'eager' is not allowed; allowed values: off, mirror, on_demand"),
     ("abi__overhang", "zero",
      "abi.overhang: 'zero' is not allowed; allowed values: anon_fault, sigbus, anon_vma"),
-    ("executor", "dask", "executor: 'dask' is not allowed; allowed values: ray, serial"),
+    ("executor", "dask", "executor: 'dask' is not allowed; allowed values: ray, serial, inprocess"),
     ("memory__fragmentation", 1.5, "memory.fragmentation: 1.5 is out of range; allowed 0.0..1.0"),
     ("memory__size", "8Q", "memory.size: '8Q' is not a size; write e.g. 4K, 64M, 8G or bytes"),
     ("kernel__va_bits", 64, "kernel.va_bits: 64 is out of range; allowed 36..52"),
