@@ -118,8 +118,12 @@ def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment:
         try:
             session.__enter__()
             if not session.local:
-                shipped = runtime_env(str(cfg.cell_fn), cfg.ray.ship_code) is not None or job_carries_code()
-                preflight(str(cfg.cell_fn), plan.to_run, shipped)
+                env = runtime_env(str(cfg.cell_fn), cfg.ray.ship_code)
+                nodes = preflight(str(cfg.cell_fn), plan.to_run, env is not None or job_carries_code())
+                code = ("carried by the job" if job_carries_code() else
+                        "shipped: " + ", ".join(Path(m).name for m in env["py_modules"]) if env else
+                        "not shipped (ray.ship_code=false)")
+                print(f"ray: cluster {session.address}, {nodes} nodes; code {code}", file=out, flush=True)
         except ConfigError as e:
             session.__exit__(None, None, None)
             _err(str(e))

@@ -40,9 +40,9 @@ RAY_INIT_KWARGS = dict(include_dashboard=False, log_to_driver=False, logging_lev
 
 def cluster_address(address) -> str | None:
     """The cluster to join, or None for a fresh local Ray."""
-    if address is not None:
-        return str(address)
-    return os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        address = os.environ.get("RAY_ADDRESS") or None
+    return None if address in (None, "local") else str(address)
 
 
 def job_carries_code() -> bool:
@@ -213,9 +213,10 @@ def cell_paths(cells) -> list:
                    if c.config["workload"]["kind"] in PATH_KINDS and c.config["workload"]["path"]})
 
 
-def preflight(cell_fn: str, cells, shipped: bool) -> None:
+def preflight(cell_fn: str, cells, shipped: bool) -> int:
     """Run ``node_check`` on every alive node; raise ConfigError naming the first node
-    that cannot import the cell function or lacks a workload.path."""
+    that cannot import the cell function or lacks a workload.path. Returns the number
+    of nodes checked."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -237,6 +238,7 @@ def preflight(cell_fn: str, cells, shipped: bool) -> None:
             what = problems[0] + (hint if not problems[0].startswith("workload.path") else
                                   " (data given by path must be at that path on every node)")
             raise ConfigError("ray", f"node {ip} ({host}): {what}")
+    return len(refs)
 
 
 def _first_line(e: BaseException) -> str:

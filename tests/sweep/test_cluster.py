@@ -79,6 +79,8 @@ def test_cluster_gets_the_drivers_code(cluster, tmp_path):
     # the default ships sweep, kernel_model and workloads: the same rows as a serial run
     res = sweep_cli(*REAL, f"ray.address={cluster.address}", f"results.dir={tmp_path}/cluster", env=env)
     assert res.returncode == 0, res.stderr
+    assert (f"ray: cluster {cluster.address}, 2 nodes; code shipped: sweep, kernel_model, workloads"
+            in res.stdout.splitlines())
     res = sweep_cli(*REAL, "executor=serial", f"results.dir={tmp_path}/serial", env=env)
     assert res.returncode == 0, res.stderr
     rows = connect(tmp_path / "cluster").sql(ROWS).fetchall()
@@ -108,5 +110,8 @@ def test_ray_job_submit_with_working_dir(cluster, tmp_path):
          "python", "-m", "sweep", *REAL, "sweep.progress=false", f"results.dir={results}"],
         cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "run " in res.stdout and "3 ok, 0 failed" in res.stdout
+    assert "3 ok, 0 failed" in res.stdout
+    # the entrypoint's RAY_ADDRESS is the cluster's GCS: joined, not a local Ray of its own
+    assert [ln for ln in res.stdout.splitlines() if ln.startswith("ray: cluster ")] == [
+        f"ray: cluster {res.stdout.split('ray: cluster ')[1].split(',')[0]}, 2 nodes; code carried by the job"]
     assert connect(results).sql("select status, count(*) from cells group by all").fetchall() == [("ok", 3)]
