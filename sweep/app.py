@@ -18,9 +18,9 @@ import os
 import secrets
 import signal
 import socket
-import threading
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -198,7 +198,7 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
         _err(f"cannot write results: {e}")
         _compact_quietly(writer)
     except BaseException as e:                  # a bug: record it, then show the traceback
-        error = error_text(f"{type(e).__name__}: {e}")
+        code, error = 1, error_text(f"{type(e).__name__}: {e}")
         raise
     finally:
         if hasattr(batches, "close"):
@@ -211,7 +211,7 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out) -> i
         except OSError as e:
             _err(f"cannot write the runs row: {e}")
     for row in failed:
-        print(f"FAILED {row['cell']}: {(row['error'] or '').splitlines()[0]}", file=out)
+        print(f"FAILED {row['cell']}: {next(iter((row['error'] or '').splitlines()), '')}", file=out)
     elapsed = (record["finished_at"] - started).total_seconds()
     print(f"run {run_id}: {record['cells_ok']} ok, {record['cells_failed']} failed, "
           f"{record['cells_done_before']} already done"
