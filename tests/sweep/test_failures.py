@@ -126,3 +126,17 @@ def test_results_write_failure_is_recorded_as_failed(results):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert connect(results).sql("select count(*) from cells where status = 'ok'").fetchall() == [(9,)]
+
+
+def test_serial_child_does_not_rerun_the_drivers_main(results):
+    """A driver script read from stdin, calling run() without a __name__ guard: the
+    serial executor's child process must not import (or re-run) it."""
+    script = ("import sys\nfrom sweep.app import run\n"
+              f"sys.exit(run(['+experiment=mthp_gap', 'kernel=4k', 'folio.anon=base', 'executor=serial', "
+              f"'cell_fn=tests.sweep.cells:trivial', 'results.dir={results}', 'sweep.progress=false']))\n")
+    res = subprocess.run([sys.executable, "-"], input=script, cwd=REPO, capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("plan mthp_gap: ") == 1
+    assert connect(results).sql("select status, attempts, count(*) from cells group by all").fetchall() == [
+        ("ok", 1, 3)]
