@@ -265,14 +265,13 @@ RANGES = (
 )
 
 
-# Sizes that must be positive, and the unit they must be a multiple of (workloads/config.py
-# rejects the rest when a cell starts; checked here so no cell is planned with them).
+# Sizes that must be positive, and the unit they must be a multiple of: the rules
+# workloads/config.py applies when a cell starts, checked here so that no cell is planned
+# with them. (folio.readahead = 0 disables readahead and stays allowed.)
 POSITIVE_SIZES = (
     ("workload.working_set", 4096),
     ("workload.stride", 8),
     ("workload.small_file_median", 1),
-    ("workload.large_file_size", 1),
-    ("folio.readahead", 1),
 )
 
 # memory.size cap. The model keeps per-frame state (struct page, buddy bitmaps) for all
