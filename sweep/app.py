@@ -3,7 +3,10 @@
 ``run_sweep`` is shared by the Hydra app (``python -m sweep``, sweep/__main__.py) and
 by ``run(overrides)``, the in-process entry for tests and benchmarks. Exit codes:
 0 all ran cells ok (or nothing to run), 1 some cell failed, 2 the config is invalid
-(nothing written), 130 interrupted.
+or the Ray cluster cannot run it (nothing written), 3 the sweep could not go on (its
+results could not be written: the runs row says why), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). The runs row's status says the same: finished, failed,
+interrupted, terminated.
 """
 
 from __future__ import annotations
@@ -13,22 +16,25 @@ import functools
 import importlib.metadata
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
 
 from omegaconf import DictConfig, open_dict
 
-from sweep.execute import RaySession, execute_ray, execute_serial, import_cell_fn
+from sweep.cluster import RaySession, job_carries_code, preflight, runtime_env
+from sweep.execute import error_text, execute_inprocess, execute_ray, execute_serial, import_cell_fn
 from sweep.plan import Plan, expand
 from sweep.claims import Claims, RunLease, Settler, clear_dead
 from sweep.inputs import InputDigests
 from sweep.results import (CellIndex, CellWriter, flatten_config, mark_dead_runs, repair, reused_rows, to_json,
                            utcnow, write_run)
-from sweep.schema import ConfigError, register_configs
+from sweep.schema import ConfigError, describe_compose_error, register_configs
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # The runs row of a running sweep is refreshed at most this often (cell rows are
@@ -110,7 +116,41 @@ def run_sweep(cfg: DictConfig, overrides: Sequence[str], compose, *, experiment:
             print(f"  {state} {cell.cell_key[:12]} {cell.label}", file=out)
         return 0
     inputs.save()
-    return _execute(cfg, plan, list(overrides), root, out, index)
+    session = None
+    if cfg.executor == "ray" and plan.to_run:
+        # Join (or start) Ray and check the nodes before the run writes anything.
+        session = RaySession(cfg.ray.address, cfg.ray.num_cpus, ship_code=cfg.ray.ship_code,
+                             cell_fn=str(cfg.cell_fn))
+        try:
+            session.__enter__()
+            if not session.local:
+                env = runtime_env(str(cfg.cell_fn), cfg.ray.ship_code)
+                nodes = preflight(str(cfg.cell_fn), plan.to_run, env is not None or job_carries_code())
+                code = ("carried by the job" if job_carries_code() else
+                        "shipped: " + ", ".join(Path(m).name for m in env["py_modules"]) if env else
+                        "not shipped (ray.ship_code=false)")
+                print(f"ray: cluster {session.address}, {nodes} nodes; code {code}", file=out, flush=True)
+        except ConfigError as e:
+            session.__exit__(None, None, None)
+            _err(str(e))
+            return 2
+    try:
+        return _execute(cfg, plan, list(overrides), root, out, index)
+    finally:
+        if session is not None:
+            session.__exit__(None, None, None)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: end the run like Ctrl-C, but say so (exit 143 = 128 + SIGTERM)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+# How a run ended: (runs row status, exit code) per exception class.
+ENDINGS = ((KeyboardInterrupt, "interrupted", 130), (Terminated, "terminated", 143))
 
 
 def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out, index: CellIndex) -> int:
@@ -126,30 +166,34 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out, inde
                   cells_excluded=plan.excluded, status="running", exit_status=None,
                   started_at=started, finished_at=None, git_sha=git_sha(),
                   model_version=model_version(), host=socket.gethostname(), pid=os.getpid())
-    mark_dead_runs(root, record["host"])
-    write_run(root, date, record)
-    clear_dead(root)
     writer = CellWriter(root, plan.experiment, run_id, date)
     common = dict(run_id=run_id, git_sha=git_sha(), model_version=model_version(),
                   package_versions=package_versions())
     failed = []
-    code = 130
+    status, code, error = "failed", 3, None
     # Cells not yet ok in this experiment: computed, or copied from another experiment,
     # by whichever live run claims them first (sweep/claims.py).
     pending = [c for c in plan.cells if cfg.sweep.force or c.cell_key not in plan.done - plan.reuse]
-    last_run_write = time.monotonic()
     batches = iter(())
-    lease = RunLease(root, run_id).__enter__()
-    claims = Claims(root, lease)
-    settler = Settler(claims, index, plan.experiment, bool(cfg.sweep.force), out)
+    last_run_write = time.monotonic()
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    lease = claims = settler = None
     copied = 0
     try:
+        mark_dead_runs(root, record["host"])
+        write_run(root, date, record)
+        clear_dead(root)
+        lease = RunLease(root, run_id).__enter__()
+        claims = Claims(root, lease)
+        settler = Settler(claims, index, plan.experiment, bool(cfg.sweep.force), out)
+        lazy = cfg.executor in ("serial", "inprocess")   # claim each cell just before it runs
         with _progress(len(to_run), cfg.sweep.progress and bool(to_run)) as bar:
             while pending:
                 cells = settler.claimable(pending)
-                if cfg.executor != "serial":
-                    cells = list(cells)          # claimed up front; Ray starts only for work
-                batches = _batches(cfg, cells) if cfg.executor == "serial" or cells else iter(())
+                if not lazy:
+                    cells = list(cells)          # claimed up front for the Ray tasks
+                batches = _batches(cfg, cells) if lazy or cells else iter(())
                 for batch in batches:
                     rows = [_row(cell, outcome, common) for cell, outcome in batch]
                     writer.write(rows)
@@ -170,38 +214,60 @@ def _execute(cfg: DictConfig, plan: Plan, overrides: list, root: Path, out, inde
                     settler.copies = []
                 pending = settler.wait()
         writer.compact()
-        code = 1 if failed else 0
-    except KeyboardInterrupt:
-        writer.compact()
-        print("interrupted: finished cells are saved; rerun the same command to continue", file=out)
+        status, code = "finished", (1 if failed else 0)
+    except (KeyboardInterrupt, Terminated) as e:
+        status, code = next((s, c) for cls, s, c in ENDINGS if isinstance(e, cls))
+        _compact_quietly(writer)
+        print(f"{status}: finished cells are saved; rerun the same command to continue", file=out)
+    except OSError as e:                        # results cannot be written: disk full, ulimit -f
+        error = error_text(f"{type(e).__name__}: {e}")
+        _err(f"cannot write results: {e}")
+        _compact_quietly(writer)
+    except BaseException as e:                  # a bug: record it, then show the traceback
+        code, error = 1, error_text(f"{type(e).__name__}: {e}")
+        raise
     finally:
         if hasattr(batches, "close"):
-            batches.close()                     # leaves the RaySession: Ray shuts down
-        claims.close()
-        lease.__exit__(None, None, None)
-        record.update(status="finished" if code != 130 else "interrupted", exit_status=code,
-                      finished_at=utcnow(), cells_by_others=settler.by_others, cells_reused=copied)
-        write_run(root, date, record)
+            batches.close()                     # ends the executor's processes and tasks
+        if claims is not None:
+            claims.close()
+        if lease is not None:
+            lease.__exit__(None, None, None)
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
+        record.update(status=status, exit_status=code, error=error, finished_at=utcnow(),
+                      cells_by_others=settler.by_others if settler else 0, cells_reused=copied)
+        try:
+            write_run(root, date, record)
+        except OSError as e:
+            _err(f"cannot write the runs row: {e}")
     for row in failed:
-        print(f"FAILED {row['cell']}: {row['error'].splitlines()[0]}", file=out)
+        print(f"FAILED {row['cell']}: {next(iter((row['error'] or '').splitlines()), '')}", file=out)
     elapsed = (record["finished_at"] - started).total_seconds()
     print(f"run {run_id}: {record['cells_ok']} ok, {record['cells_failed']} failed, "
           f"{record['cells_done_before']} already done"
           + (f" ({copied} copied from other experiments)" if copied else "")
-          + (f", {settler.by_others} done by another run meanwhile" if settler.by_others else "")
+          + (f", {settler.by_others} done by another run meanwhile" if settler and settler.by_others else "")
           + f", {len(plan.skipped)} skipped "
           f"in {elapsed:.1f}s -> {writer.dir}", file=out, flush=True)
     return code
 
 
+def _compact_quietly(writer: CellWriter) -> None:
+    """Compact the parts written so far; a failure leaves them for the next run's repair."""
+    try:
+        writer.compact()
+    except OSError:
+        pass
+
+
 def _batches(cfg: DictConfig, cells):
-    sw = cfg.sweep
+    sw, cell_fn = cfg.sweep, str(cfg.cell_fn)
+    if cfg.executor == "inprocess":
+        return execute_inprocess(cells, cell_fn, sw.app_retries)
     if cfg.executor == "serial":
-        yield from execute_serial(cells, str(cfg.cell_fn), sw.app_retries)
-        return
-    address = cfg.ray.address
-    with RaySession(None if address is None else str(address), cfg.ray.num_cpus):
-        yield from execute_ray(cells, str(cfg.cell_fn), sw.app_retries, sw.max_retries)
+        return execute_serial(cells, cell_fn, sw.app_retries, sw.max_retries)
+    return execute_ray(cells, cell_fn, sw.app_retries, sw.max_retries)
 
 
 def _row(cell, outcome: dict, common: dict) -> dict:
@@ -251,8 +317,8 @@ def run(overrides: Sequence[str] = (), *, config_dir: Path | str = CONF_DIR, out
         loader = GlobalHydra.instance().config_loader()
         try:
             full = compose("config", overrides=overrides, return_hydra_config=True)
-        except Exception as e:  # hydra composition error: its message names the key
-            _err(str(e).strip().splitlines()[0])
+        except Exception as e:  # hydra composition error
+            _err(describe_compose_error(e))
             return 2
         choices = dict(full.hydra.runtime.choices)
         experiment = choices.get("experiment") or "default"

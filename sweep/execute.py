@@ -1,10 +1,12 @@
-"""Run cells: in-process (serial) or one Ray task per cell.
+"""Run cells: one at a time in a child process (serial), in the driver itself
+(inprocess, for a debugger), or one Ray task per cell.
 
-Both executors call the same ``run_cell`` with the same plain-dict config and yield
+Every executor calls the same ``run_cell`` with the same plain-dict config and yields
 (cell, outcome) pairs as cells finish, so results do not depend on the executor.
-Application errors are retried inside ``run_cell`` (sweep.app_retries); a Ray worker
-that dies is retried by Ray (sweep.max_retries); what still fails is an outcome with
-status "failed" and the error text.
+Application errors are retried inside ``run_cell`` (sweep.app_retries); a cell whose
+process dies (os._exit, a signal, a crashed Ray worker) is run again by the driver up
+to sweep.max_retries times, and ``attempts`` counts every run of the cell function;
+what still fails is an outcome with status "failed" and the error text.
 """
 
 from __future__ import annotations
@@ -14,17 +16,23 @@ import functools
 import importlib
 import math
 import numbers
-import os
+import re
 import socket
 import time
 import traceback
 from typing import Iterator
 
-from sweep.reaper import Reaper
 from sweep.results import utcnow
 from sweep.schema import ConfigError
 
 ERROR_MAX_CHARS = 4000
+# SGR and other CSI escape sequences: Ray colours its error texts (ray::run_cell()).
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def error_text(text: str) -> str:
+    """An error text as stored in a row: no terminal escape codes, bounded length."""
+    return _ANSI.sub("", text)[:ERROR_MAX_CHARS]
 
 
 @functools.lru_cache(maxsize=16)
@@ -59,6 +67,12 @@ def _check_metrics(metrics) -> dict:
     return out
 
 
+def died(attempts: int, error: str) -> dict:
+    """The outcome of a cell whose process died on every one of ``attempts`` runs."""
+    return dict(status="failed", metrics=None, error=error_text(error), attempts=attempts,
+                duration_s=None, host=None, started_at=None)
+
+
 def run_cell(cell_fn: str, config: dict, app_retries: int = 0) -> dict:
     """Call the cell function, retrying application errors; never raises.
 
@@ -77,93 +91,89 @@ def run_cell(cell_fn: str, config: dict, app_retries: int = 0) -> dict:
                         started_at=started)
         except Exception as e:  # the cell's own failure, recorded in its row
             tb = "".join(traceback.format_tb(e.__traceback__)[-3:])
-            error = f"{type(e).__name__}: {e}\n{tb}"[:ERROR_MAX_CHARS]
+            error = error_text(f"{type(e).__name__}: {e}\n{tb}")
     return dict(status="failed", metrics=None, error=error, attempts=attempts,
                 duration_s=time.perf_counter() - t0, host=socket.gethostname(), started_at=started)
 
 
-def execute_serial(cells, cell_fn: str, app_retries: int) -> Iterator[list]:
-    """Yield [(cell, outcome)] one cell at a time, in plan order."""
+def with_deaths(outcome: dict, deaths: int) -> dict:
+    """``outcome`` of the run that finished, after ``deaths`` runs whose process died."""
+    if deaths:
+        outcome = dict(outcome, attempts=outcome["attempts"] + deaths)
+    return outcome
+
+
+def execute_inprocess(cells, cell_fn: str, app_retries: int) -> Iterator[list]:
+    """Yield [(cell, outcome)] one cell at a time, in plan order, calling the cell
+    function in this process (a breakpoint in it stops here; a crash ends the sweep)."""
     for cell in cells:
         yield [(cell, run_cell(cell_fn, cell.config, app_retries))]
 
 
-class RaySession:
-    """ray.init for the run; shuts Ray down afterwards only if it started it.
+def execute_serial(cells, cell_fn: str, app_retries: int, max_retries: int) -> Iterator[list]:
+    """Yield [(cell, outcome)] one cell at a time, in plan order; each cell runs in a
+    child process (sweep/isolate.py) that a dying cell takes down instead of the driver."""
+    from sweep.isolate import CellProcess
 
-    A Ray already initialised in this process (a test session, a notebook) is used
-    as is and left running.
-    """
-
-    def __init__(self, address, num_cpus):
-        self.address, self.num_cpus = address, num_cpus
-        self.owned = False
-        self.reaper = None
-
-    def __enter__(self):
-        import ray
-
-        if ray.is_initialized():
-            return self
-        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        if self.address is None:
-            # Workers inherit the driver's environment: let them import what the
-            # driver imports from its working directory (python -m semantics).
-            path = os.environ.get("PYTHONPATH", "")
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), path) if p)
-            # The local Ray's processes must not outlive a driver killed with -9.
-            self.reaper = Reaper().__enter__()
-            try:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count(), **kwargs)
-            except BaseException:
-                self.reaper.__exit__(None, None, None)
-                raise
-            finally:
-                if path:
-                    os.environ["PYTHONPATH"] = path
-                else:
-                    del os.environ["PYTHONPATH"]
-        else:
-            ray.init(address=self.address, **kwargs)
-        self.owned = True
-        return self
-
-    def __exit__(self, *exc):
-        if self.owned:
-            import ray
-
-            try:
-                ray.shutdown()
-            finally:
-                if self.reaper is not None:
-                    self.reaper.__exit__(*exc)
+    proc = None
+    try:
+        for cell in cells:
+            deaths = 0
+            while True:
+                if proc is None:
+                    proc = CellProcess()
+                outcome = proc.run(cell_fn, cell.config, app_retries)
+                if outcome is not None:
+                    break
+                deaths += 1
+                death, proc = proc.death(), None
+                if deaths > max_retries:
+                    outcome = died(deaths, f"WorkerCrashedError: the cell's process died: {death}")
+                    deaths = 0
+                    break
+            yield [(cell, with_deaths(outcome, deaths))]
+    finally:
+        if proc is not None:
+            proc.close()
 
 
 def execute_ray(cells, cell_fn: str, app_retries: int, max_retries: int) -> Iterator[list]:
     """One Ray task per cell; yield [(cell, outcome), ...] batches as tasks finish.
 
     Each batch is everything ray.wait() reports ready at that moment, so the caller
-    flushes one small part per batch and loses at most the batch in flight.
+    flushes one small part per batch and loses at most the batch in flight. Ray does
+    not retry a task itself (max_retries=0): run_cell never raises, so an error from
+    ray.get is the task's process or node dying, and the driver resubmits the cell,
+    counting the attempts.
     """
     import ray
 
-    task = ray.remote(run_cell).options(max_retries=max_retries, num_cpus=1)
-    pending = {}
+    task = ray.remote(run_cell).options(max_retries=0, retry_exceptions=False, num_cpus=1)
+    pending = {}                                 # ref -> (cell, deaths so far)
     for cell in cells:
-        pending[task.remote(cell_fn, cell.config, app_retries)] = cell
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        rest = [r for r in pending if r not in ready]
-        more = ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
-        batch = []
-        for ref in ready + more:
-            cell = pending.pop(ref)
+        pending[task.remote(cell_fn, cell.config, app_retries)] = (cell, 0)
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            rest = [r for r in pending if r not in ready]
+            more = ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+            batch = []
+            for ref in ready + more:
+                cell, deaths = pending.pop(ref)
+                try:
+                    outcome = with_deaths(ray.get(ref), deaths)
+                except Exception as e:  # the worker (or its node) died
+                    deaths += 1
+                    if deaths <= max_retries:
+                        pending[task.remote(cell_fn, cell.config, app_retries)] = (cell, deaths)
+                        continue
+                    outcome = died(deaths, f"{type(e).__name__}: {e}")
+                batch.append((cell, outcome))
+            if batch:
+                yield batch
+    finally:
+        for ref in pending:                      # an interrupted sweep leaves no tasks behind
             try:
-                outcome = ray.get(ref)
-            except Exception as e:  # the worker died max_retries + 1 times
-                outcome = dict(status="failed", metrics=None,
-                               error=f"{type(e).__name__}: {e}"[:ERROR_MAX_CHARS],
-                               attempts=max_retries + 1, duration_s=None, host=None,
-                               started_at=None)
-            batch.append((cell, outcome))
-        yield batch
+                ray.cancel(ref, force=True)
+            except Exception:  # Ray already gone: so are its tasks
+                pass

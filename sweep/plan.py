@@ -30,6 +30,7 @@ from sweep.schema import (
     NON_SEMANTIC_KEYS,
     ConfigError,
     check_page_size_order,
+    describe_compose_error,
     page_sizes,
     resolve_workload_path,
     validate_values,
@@ -247,7 +248,7 @@ def expand(base_cfg: DictConfig, base_overrides: Sequence[str], compose: Compose
             try:
                 composed[group_ovs] = compose(list(base_overrides) + list(group_ovs))
             except Exception as e:  # hydra composition errors carry their own message
-                raise ConfigError(" ".join(group_ovs) or "config", _first_line(e)) from None
+                raise ConfigError(" ".join(group_ovs) or "config", describe_compose_error(e)) from None
         resolved = _resolve_with(composed[group_ovs], parser, value_ovs)
         label = " ".join(f"{k}={v}" for k, v in pairs) or "(single cell)"
         validate_values(resolved)

@@ -42,6 +42,7 @@ RUN_COLUMNS = [
     ("exit_status", pa.int64()), ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")), ("git_sha", pa.string()),
     ("model_version", pa.string()), ("host", pa.string()), ("pid", pa.int64()),
+    ("error", pa.string()),   # why a run with status 'failed' stopped (e.g. an OSError writing results)
 ]
 
 

@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 
 from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
-from kernel_model.units import parse_page_size, parse_size
+from kernel_model.page_alloc import MAX_ORDER_FOR
+from kernel_model.units import format_size, parse_page_size, parse_size
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,31 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
         self.key = key
+
+
+def describe_compose_error(e: BaseException) -> str:
+    """One line naming what to fix, for an exception Hydra raised composing the config
+    (an unknown key or group option, a value of the wrong type, an unparsable override)."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
+        group, _, name = str(e.missing_cfg_file).rpartition("/")
+        return f"{group or 'config'}: no config named {name!r}; allowed values: " + ", ".join(e.options)
+    cause = e.__cause__
+    key = getattr(cause, "full_key", None)
+    if key:
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            return f"{key}: not in the config; check the spelling (or prefix + to add a new key)"
+        return f"{key}: {_lines(cause)[0]}"
+    lines = _lines(e)
+    if isinstance(e, OverrideParseException):
+        return f"{e.override}: cannot parse it ({lines[1] if len(lines) > 1 else lines[0]})"
+    return " ".join(lines[:2]) if lines else type(e).__name__
+
+
+def _lines(e: BaseException) -> list:
+    return [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
 
 
 @dataclass
@@ -135,8 +161,9 @@ class ResultsConf:
 
 @dataclass
 class RayConf:
-    address: Optional[str] = None  # None: a local Ray for the run; "auto" or host:port
+    address: Optional[str] = None  # None: a fresh local Ray for the run; "auto" or host:port
     num_cpus: Optional[int] = None  # local Ray only; None = all cores
+    ship_code: bool = True         # a cluster gets the driver's packages as runtime_env py_modules
 
 
 @dataclass
@@ -171,7 +198,7 @@ class ReportConf:
 class Config:
     cell_fn: str = "kernel_model.simulate:simulate"
     seed: int = 0
-    executor: str = "ray"          # ray | serial
+    executor: str = "ray"          # ray | serial (a child process) | inprocess (for a debugger)
     kernel: KernelConf = field(default_factory=KernelConf)
     process: ProcessConf = field(default_factory=ProcessConf)
     folio: FolioConf = field(default_factory=FolioConf)
@@ -215,7 +242,7 @@ def register_configs(conf_dir=None) -> None:
 # ---- the validation pass ---------------------------------------------------------
 
 CHOICES = {
-    "executor": ("ray", "serial"),
+    "executor": ("ray", "serial", "inprocess"),
     "process.page_size": ("kernel", "4K", "16K", "64K"),
     "folio.anon": ("base", "mthp", "mthp_only"),
     "folio.pagecache": ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce"),
@@ -249,6 +276,53 @@ RANGES = (
     ("sweep.max_retries", 0, None),
     ("sweep.app_retries", 0, None),
 )
+
+
+# Sizes that must be positive, and the unit they must be a multiple of: the rules
+# workloads/config.py applies when a cell starts, checked here so that no cell is planned
+# with them. (folio.readahead = 0 disables readahead and stays allowed.)
+POSITIVE_SIZES = (
+    ("workload.working_set", 4096),
+    ("workload.stride", 8),
+    ("workload.small_file_median", 1),
+)
+
+# memory.size cap. The model keeps per-frame state (struct page, buddy bitmaps) for all
+# of emulated RAM, so a cell's host memory grows with memory.size / kernel page size.
+# Measured on this model (peak RSS of one cell, workload.working_set=4M, 1G -> 256G):
+# 1.53 MiB of host memory per GiB of memory.size at a 4K kernel, 0.37 MiB at 16K,
+# 0.09 MiB at 64K (1.9 MiB at 4K with the default 256M random workload). At the cap a
+# 4K cell needs about 2 GiB, so the two cells a 2-core machine runs at once fit a
+# 24 GiB CI machine with room to spare; an arm64 server with more RAM than this is
+# beyond what the experiments ask.
+MEMORY_SIZE_MAX = 1 << 40
+# Room for page tables and kernel allocations beside the anonymous working set:
+# memory.size >= working set * 9/8 (measured: 64M of strided writes over a 64M working
+# set fail at a 16K kernel with memory.size=64M and run at 72M).
+ANON_HEADROOM = (9, 8)
+# Anonymous bytes a workload maps, as multiples of workload.working_set.
+ANON_WORKING_SETS = {"synthetic": 1, "mixed": 1, "abi_probe": 2}
+
+
+def check_memory_size(cfg: dict) -> None:
+    """memory.size holds one max-order buddy block and the anonymous working set (plus
+    ANON_HEADROOM), and is at most MEMORY_SIZE_MAX."""
+    size = parse_size(cfg["memory"]["size"])
+    kps = page_sizes(cfg)[0]
+    block = kps << MAX_ORDER_FOR.get(kps, 0)
+    sets = ANON_WORKING_SETS.get(cfg["workload"]["kind"], 0)
+    anon = sets * parse_size(cfg["workload"]["working_set"])
+    need = -(-anon * ANON_HEADROOM[0] // ANON_HEADROOM[1])
+    if size < max(block, need):
+        why = (f"one max-order block of the {format_size(kps)} kernel" if block >= need else
+               f"workload.working_set {cfg['workload']['working_set']}" + (" twice" if sets == 2 else "")
+               + " plus 1/8 for page tables")
+        raise ConfigError("memory.size", f"{cfg['memory']['size']!r} is too small; it must be at least "
+                          f"{format_size(max(block, need))} ({why})")
+    if size > MEMORY_SIZE_MAX:
+        raise ConfigError("memory.size", f"{cfg['memory']['size']!r} is too large; at most "
+                          f"{format_size(MEMORY_SIZE_MAX)} (host memory grows with memory.size: "
+                          "about 1.5 MiB per GiB at a 4K kernel)")
 
 
 def _get(cfg: dict, dotted: str):
@@ -295,6 +369,12 @@ def validate_values(cfg: dict) -> None:
             parse_size(value, what=key)
         except ValueError:
             raise ConfigError(key, f"{value!r} is not a size; write e.g. 4K, 64M, 8G or bytes") from None
+    for key, unit in POSITIVE_SIZES:
+        n = parse_size(_get(cfg, key))
+        if n <= 0 or n % unit:
+            what = "positive" if unit == 1 else f"a positive multiple of {format_size(unit)}"
+            raise ConfigError(key, f"{_get(cfg, key)!r} is not allowed; it must be {what}")
+    check_memory_size(cfg)
     for i, size in enumerate(cfg["folio"]["mthp_sizes"]):
         try:
             n = parse_size(size)

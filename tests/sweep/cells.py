@@ -74,3 +74,8 @@ def die_on_64k(cfg):
     if parse_page_size(cfg["kernel"]["page_size"]) == 65536:
         os._exit(1)
     return trivial(cfg)
+
+
+def coloured_error(cfg):
+    """Raises with terminal colour codes in its message, as Ray's own errors carry them."""
+    raise RuntimeError("\x1b[36mray::run_cell()\x1b[39m failed in \x1b[1;31mred\x1b[0m")

@@ -3,6 +3,7 @@
 import pytest
 
 from sweep.query import connect
+from tests.conftest import REPO
 
 METRICS = "select cell_key, config_key, status, pps_over_kps, digest, accesses from cells order by cell_key"
 
@@ -62,14 +63,16 @@ def test_ray_worker_that_always_dies_fails_its_cell_only(ray_session, sweep_run,
 
 
 def test_ray_session_starts_and_stops_only_its_own_ray(monkeypatch):
-    """Without a running Ray: a local one with no dashboard, all cores by default,
-    PYTHONPATH restored, a reaper for kill -9, and shutdown at the end. With one
-    running (the test session's, a notebook's): used as is and left running."""
+    """Without a running Ray: a fresh local one (address="local", so neither a cluster
+    running on the machine nor a stale ray_current_cluster file is joined) with no
+    dashboard, all cores by default, PYTHONPATH restored, a reaper for kill -9, and
+    shutdown at the end. A cluster address: joined with the code shipped, no num_cpus.
+    With a Ray running in the process (the test session's, a notebook's): used as is."""
     import os
 
     import ray
 
-    import sweep.execute as execute
+    import sweep.cluster as cluster
 
     calls = []
 
@@ -84,27 +87,37 @@ def test_ray_session_starts_and_stops_only_its_own_ray(monkeypatch):
     def fake_init(**kwargs):
         calls.append(("init", kwargs, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]))
 
-    monkeypatch.setattr(execute, "Reaper", FakeReaper)
+    monkeypatch.setattr(cluster, "Reaper", FakeReaper)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", fake_init)
     monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
     monkeypatch.setenv("PYTHONPATH", "/x")
-    with execute.RaySession(None, None):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(cluster.JOB_CONFIG_ENV, raising=False)
+    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    with cluster.RaySession(None, None):
         calls.append("body")
     assert calls == ["reaper start",
-                     ("init", dict(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                                   logging_level="ERROR"), os.getcwd()),
+                     ("init", dict(address="local", num_cpus=os.cpu_count(), **quiet), os.getcwd()),
                      "body", "shutdown", "reaper exit"]
     assert os.environ["PYTHONPATH"] == "/x"
 
     calls.clear()
-    with execute.RaySession("auto", 3):
+    with cluster.RaySession("auto", 3, cell_fn="tests.sweep.cells:trivial"):
         calls.append("body")
-    assert calls == [("init", dict(address="auto", include_dashboard=False, log_to_driver=False,
-                                   logging_level="ERROR"), "/x"), "body", "shutdown"]
+    shipped = [str(REPO / name) for name in ("sweep", "kernel_model", "workloads", "tests")]
+    assert calls == [("init", dict(address="auto", runtime_env={"py_modules": shipped,
+                                                                "excludes": ["__pycache__", "*.pyc"]},
+                                   **quiet), "/x"), "body", "shutdown"]
+
+    calls.clear()
+    with cluster.RaySession("10.0.0.1:6379", None, ship_code=False):
+        calls.append("body")
+    assert calls == [("init", dict(address="10.0.0.1:6379", runtime_env=None, **quiet), "/x"),
+                     "body", "shutdown"]
 
     calls.clear()
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    with execute.RaySession(None, 2):
+    with cluster.RaySession(None, 2):
         calls.append("body")
     assert calls == ["body"]

@@ -62,7 +62,7 @@ def test_bytes_are_a_page_size():
      "arch.native_pgtable: 'eager' is not allowed; allowed values: off, mirror, on_demand"),
     ("abi__overhang", "zero",
      "abi.overhang: 'zero' is not allowed; allowed values: anon_fault, sigbus, anon_vma"),
-    ("executor", "dask", "executor: 'dask' is not allowed; allowed values: ray, serial"),
+    ("executor", "dask", "executor: 'dask' is not allowed; allowed values: ray, serial, inprocess"),
     ("memory__fragmentation", 1.5, "memory.fragmentation: 1.5 is out of range; allowed 0.0..1.0"),
     ("memory__size", "8Q", "memory.size: '8Q' is not a size; write e.g. 4K, 64M, 8G or bytes"),
     ("kernel__va_bits", 64, "kernel.va_bits: 64 is out of range; allowed 36..52"),
@@ -106,12 +106,14 @@ def test_cli_bad_page_size_one_line_exit_2_nothing_written(tmp_path):
 def test_composition_rejects_misspelt_key_and_wrong_type(sweep_run, results, capsys):
     assert sweep_run("kernel.pagesize=4K") == (2, "")
     err = capsys.readouterr().err
-    assert err.splitlines() == ["error: Could not override 'kernel.pagesize'."]
+    assert err.splitlines() == [
+        "error: kernel.pagesize: not in the config; check the spelling (or prefix + to add a new key)"]
     assert sweep_run("workload.accesses=many") == (2, "")
     assert capsys.readouterr().err.splitlines() == [
-        "error: Error merging override workload.accesses=many"]
+        "error: workload.accesses: Value 'many' of type 'str' could not be converted to Integer"]
     assert sweep_run("kernel=8k") == (2, "")
-    assert capsys.readouterr().err.splitlines() == ["error: In 'config': Could not find 'kernel/8k'"]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: kernel: no config named '8k'; allowed values: 16k, 4k, 64k"]
     assert not results.exists()
 
 

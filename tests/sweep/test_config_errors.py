@@ -1,0 +1,75 @@
+"""Every config error exits 2 with one line naming what to fix, before anything runs:
+Hydra's own (caught while composing, which Hydra alone reports in several lines with
+exit 1, the status of a failed cell) and the value bounds of the validation pass."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sweep.schema import MEMORY_SIZE_MAX
+from tests.conftest import REPO
+from tests.sweep.conftest import write_experiment
+
+HYDRA_ERRORS = [
+    ("kernal=4k", "kernal: not in the config; check the spelling (or prefix + to add a new key)"),
+    ("workload.accesses=abc", "workload.accesses: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("seed=1.5", "seed: Value '1.5' of type 'float' could not be converted to Integer"),
+    ("+experiment=nope", "experiment: no config named 'nope'; allowed values: abi_compat, eof_overhang, "
+                         "mthp_gap, native_pgtable, page_size_tradeoff, pagecache_policy"),
+]
+
+
+@pytest.mark.parametrize("override,message", HYDRA_ERRORS, ids=[o for o, _ in HYDRA_ERRORS])
+def test_cli_composition_error_exits_2_with_one_line(tmp_path, override, message):
+    res = subprocess.run([sys.executable, "-m", "sweep", override, f"results.dir={tmp_path}/results"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (res.returncode, res.stdout, res.stderr.splitlines()) == (2, "", [f"error: {message}"])
+    assert list(tmp_path.iterdir()) == []
+
+
+BAD_VALUES = [
+    (("workload.working_set=0",), "workload.working_set: '0' is not allowed; it must be a positive multiple of 4K"),
+    (("workload.working_set=6K",), "workload.working_set: '6K' is not allowed; it must be a positive multiple of 4K"),
+    (("workload.stride=3",), "workload.stride: '3' is not allowed; it must be a positive multiple of 8"),
+    (("memory.size=0",), "memory.size: '0' is too small; it must be at least 288M "
+                         "(workload.working_set 256M plus 1/8 for page tables)"),
+    (("memory.size=1M", "workload.working_set=64K"),
+     "memory.size: '1M' is too small; it must be at least 4M (one max-order block of the 4K kernel)"),
+    (("kernel=64k", "memory.size=256M", "workload.working_set=64K"),
+     "memory.size: '256M' is too small; it must be at least 512M (one max-order block of the 64K kernel)"),
+    (("kernel=16k", "memory.size=64M", "workload.working_set=64M"),
+     "memory.size: '64M' is too small; it must be at least 72M (workload.working_set 64M plus 1/8 for page tables)"),
+    (("workload=abi_probe", "memory.size=8M"),
+     "memory.size: '8M' is too small; it must be at least 9M "
+     "(workload.working_set 4M twice plus 1/8 for page tables)"),
+    (("memory.size=8T",), "memory.size: '8T' is too large; at most 1T (host memory grows with memory.size: "
+                          "about 1.5 MiB per GiB at a 4K kernel)"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])
+def test_bad_value_exits_2_before_any_cell(sweep_run, results, capsys, overrides, message):
+    assert sweep_run(*overrides) == (2, "")
+    assert capsys.readouterr().err.splitlines() == [f"error: {message}"]
+    assert not results.exists()
+
+
+def test_memory_size_bounds_are_inclusive(sweep_run, results):
+    assert MEMORY_SIZE_MAX == 1 << 40
+    for overrides in (("memory.size=1T",), ("kernel=16k", "memory.size=72M", "workload.working_set=64M"),
+                      ("kernel=64k", "memory.size=512M", "workload.working_set=64K")):
+        code, out = sweep_run(*overrides, "sweep.dry_run=true")
+        assert (code, out.splitlines()[0]) == (0, "plan default: 1 cells total, 0 already done, 1 to run")
+
+
+def test_a_bad_grid_cell_stops_the_plan(sweep_run, conf_dir, results, capsys):
+    """One grid value out of bounds: exit 2 before the first cell, nothing written."""
+    write_experiment(conf_dir, "big", "# @package _global_\nsweep:\n  grid:\n    memory.size: 8G,2T\n")
+    assert sweep_run("+experiment=big") == (2, "")
+    assert capsys.readouterr().err.splitlines() == [
+        "error: memory.size: '2T' is too large; at most 1T (host memory grows with memory.size: "
+        "about 1.5 MiB per GiB at a 4K kernel)"]
+    assert not results.exists()
