@@ -128,7 +128,11 @@ def _move_tree(src: Path, dst: Path) -> None:
     except OSError as e:
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
-    for child in sorted(src.iterdir()) if src.exists() else []:
+    try:
+        children = sorted(src.iterdir())
+    except FileNotFoundError:
+        return                          # another process moved or removed it meanwhile
+    for child in children:
         if child.is_dir():
             _move_tree(child, dst / child.name)
         elif not (dst / child.name).exists():

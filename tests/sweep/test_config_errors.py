@@ -17,7 +17,7 @@ HYDRA_ERRORS = [
     ("workload.accesses=abc", "workload.accesses: Value 'abc' of type 'str' could not be converted to Integer"),
     ("seed=1.5", "seed: Value '1.5' of type 'float' could not be converted to Integer"),
     ("+experiment=nope", "experiment: no config named 'nope'; allowed values: abi_compat, eof_overhang, "
-                         "mthp_gap, native_pgtable, page_size_tradeoff, pagecache_policy"),
+                         "machine_replay, mthp_gap, native_pgtable, page_size_tradeoff, pagecache_policy"),
 ]
 
 

@@ -89,7 +89,7 @@ def test_error_texts_carry_no_terminal_codes(ray_session, sweep_run, results):
 def test_sigterm_ends_the_run_as_terminated(results):
     proc = driver(results, "+experiment=mthp_gap", "executor=serial", "cell_fn=tests.sweep.cells:slow",
                   env={"SWEEP_TEST_SLEEP": "0.5"})
-    parts = results / "experiment=mthp_gap"
+    parts = results / "cells" / "experiment=mthp_gap"
     try:
         wait_for(lambda: len(list(parts.glob("date=*/*.parquet"))) >= 2 or proc.poll() is not None,
                  120, "two flushed parts")
@@ -119,7 +119,7 @@ def test_results_write_failure_is_recorded_as_failed(results):
     (status, exit_status, error), = connect(results).sql("select status, exit_status, error from runs").fetchall()
     assert (status, exit_status) == ("failed", 3)
     assert error.startswith("OSError: [Errno 27] ") and "File too large" in error
-    assert not list(results.glob("experiment=*/date=*/*.parquet"))   # nothing half-written
+    assert not list(results.glob("cells/experiment=*/date=*/*.parquet"))   # nothing half-written
     # without the limit, the rerun computes every cell
     proc = driver(results, "+experiment=mthp_gap", "kernel=4k", "executor=serial",
                   "cell_fn=tests.sweep.cells:trivial")
