@@ -12,9 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .arch.arm64 import contpte
 from .geometry import DESC_SIZE
+
+# The walk tables: a PageTable as flat arrays a compiled walk reads (walk_tables()).
+# geo int64: G_* scalars, then G_LEVEL_FIELDS per level top first (shift, entry mask,
+# base of its rows in nxt, base of its rows in phys, base of its blocks in bpfn/bcont).
+G_L, G_PS, G_CONT_PTE, G_CONT_PMD, G_LEVELS = range(5)
+G_LEVEL_FIELDS = 5
+MAX_LEVELS = 5  # 52-bit VA with a 4K granule (LPA2) has 5
+_NO_PAGES = np.zeros(0, np.int64)
+# hw_tables() params: log2(kernel pages per primary page), kernel page shift, primary
+# page shift, desc width (levels of the deeper table).
+T_R, T_KS, T_PS, T_WIDTH = range(4)
 
 
 @dataclass
@@ -38,7 +50,49 @@ class Lookup:
 
 
 class PageTableWalk:
-    """lookup(), pte_get(), range_none(), pmd_blocks_in(): PageTable's read side."""
+    """lookup(), walk_tables(), pte_get(), range_none(), pmd_blocks_in(): PageTable's read side."""
+
+    def walk_tables(self) -> tuple:
+        """The table as the tuple (geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont)
+        that table_walk() reads: the rows of _walk_index() concatenated over the levels,
+        and the leaf pool itself (shared, not copied: a later set_ptes into an existing
+        leaf table is seen). Rebuilt only after a table or block changed."""
+        key = (self._gen, id(self._pfn))
+        cached = getattr(self, "_walk_tables_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        levels = self._walk_index()
+        L = self._L
+        geo = np.zeros(G_LEVELS + G_LEVEL_FIELDS * L, np.int64)
+        geo[G_L], geo[G_PS] = L, self._ps
+        geo[G_CONT_PTE] = contpte.ilog2(self.geom.cont_pte)
+        geo[G_CONT_PMD] = contpte.ilog2(self.geom.cont_pmd)
+        nxt, phys, bpfn, bcont = [], [], [], []
+        n_nxt = n_phys = n_blk = 0
+        leaf_slot = np.zeros(0, np.int64)
+        for i, (vals, slots, nx, barr) in enumerate(levels):
+            geo[G_LEVELS + G_LEVEL_FIELDS * i: G_LEVELS + G_LEVEL_FIELDS * (i + 1)] = (
+                self._shift[i], self._entries[i] - 1, n_nxt, n_phys, n_blk)
+            phys.append(vals)
+            n_phys += vals.size
+            if nx is None:
+                leaf_slot = np.ascontiguousarray(slots, np.int64)
+                continue
+            nxt.append(nx.ravel())
+            n_nxt += nx.size
+            bpfn.append(barr[0])
+            bcont.append(barr[2])
+            n_blk += barr[0].size
+        cat = lambda parts, dt: np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dt)
+        out = (geo, cat(nxt, np.int32), cat(phys, np.int64), cat(bpfn, np.int64), cat(bcont, np.bool_),
+               leaf_slot, self._pfn, self._cont)
+        self._walk_tables_cache = (key, out)
+        return out
+
+    def hw_tables(self) -> tuple:
+        """(primary, secondary, fallback, params) for hw_translate(): this table alone."""
+        t = self.walk_tables()
+        return t, t, _NO_PAGES, np.array([0, self._ps, self._ps, self._L], np.int64)
 
     def lookup(self, addrs) -> Lookup:
         """Walk every address as the MMU would, vectorised per level (see _walk)."""
@@ -208,3 +262,64 @@ class PageTableWalk:
         present = pfn >= 0
         leaf_shift[~present] = ps
         return present, pfn, prot, leaf_shift, desc
+
+
+@njit(cache=True)
+def table_walk(addr, tab, desc, d0):
+    """The hardware walk of one address over walk_tables() arrays `tab`, as _walk() does
+    it: writes the physical address of each descriptor read into desc[d0 + level] (top
+    first; entries below the walk are left alone) and returns (pfn, leaf_shift, levels
+    read): pfn in the table's page units, -1 when not mapped (leaf_shift is then the page
+    shift)."""
+    geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont = tab
+    L, ps = geo[G_L], geo[G_PS]
+    row = np.int64(0)
+    pfn = np.int64(-1)
+    shift = ps
+    read = 0
+    for i in range(L):
+        f = G_LEVELS + G_LEVEL_FIELDS * i
+        lshift = geo[f]
+        e = (addr >> lshift) & geo[f + 1]
+        desc[d0 + i] = phys[geo[f + 3] + row] + e * DESC_SIZE
+        read = i + 1
+        if i == L - 1:
+            slot = leaf_slot[row]
+            pfn = leaf_pfn[slot, e]
+            if leaf_cont[slot, e]:
+                shift = ps + geo[G_CONT_PTE]
+            break
+        v = np.int64(nxt[geo[f + 2] + row * (geo[f + 1] + 1) + e])
+        if v <= -2:
+            b = geo[f + 4] - 2 - v
+            pfn = bpfn[b] + ((addr & ((np.int64(1) << lshift) - 1)) >> ps)
+            shift = lshift + geo[G_CONT_PMD] if bcont[b] else lshift
+            break
+        if v < 0:
+            break
+        row = v
+    if pfn < 0:
+        return np.int64(-1), ps, read
+    return pfn, shift, read
+
+
+@njit(cache=True)
+def hw_translate(addr, prim, sec, fallback, tp, desc):
+    """What the MMU sees for one address over hw_tables() arrays: the primary table, or
+    the secondary (Linux) one for a primary page listed in the sorted `fallback` array
+    (the native table's fallback pages). Returns (kernel pfn or -1, base_shift,
+    leaf_shift) and fills desc[:width] (-1 below the walk), as hw_lookup()/lookup() do."""
+    for j in range(tp[T_WIDTH]):
+        desc[j] = -1
+    ps = tp[T_PS]
+    if fallback.size:
+        p = addr >> ps
+        k = np.searchsorted(fallback, p)
+        if k < fallback.size and fallback[k] == p:
+            pfn, shift, _ = table_walk(addr, sec, desc, 0)
+            return pfn, sec[0][G_PS], shift
+    pfn, shift, _ = table_walk(addr, prim, desc, 0)
+    r = tp[T_R]
+    if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
+        pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
+    return pfn, ps, shift

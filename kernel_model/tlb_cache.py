@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .pgtable_walk import MAX_LEVELS, hw_translate
+
 EMPTY = -1
 HIT = -2  # cache_access(): the tag was present
 
@@ -40,7 +42,8 @@ C_PT_L1D_MISS = 6
 C_PT_L2D_MISS = 7
 C_DATA_L1D_MISS = 8
 C_DATA_L2D_MISS = 9
-NR_COUNTERS = 10
+C_NOT_PRESENT = 10
+NR_COUNTERS = 11
 
 # Where a data-cache read was served, as returned by dcache_read().
 SERVED_L1D, SERVED_L2D, SERVED_MEM = 0, 1, 2
@@ -283,7 +286,12 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
 (P_L1_SETS, P_L1_WAYS, P_L2_SETS, P_L2_WAYS, P_WC_SETS, P_WC_WAYS, P_LRU,
  P_D1_SETS, P_D1_WAYS, P_D2_SETS, P_D2_WAYS,
  P_WC_LATENCY, P_D1_LATENCY, P_D2_LATENCY, P_MEM_LATENCY,
- P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, NR_PARAMS) = range(20)
+ P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, P_TABLES, NR_PARAMS) = range(21)
+
+# Table mode: translations of kernel pages already walked in this call are kept in a
+# direct-mapped memo of this many entries (a software shortcut over a table that does
+# not change during the call, not a modelled structure).
+MEMO_BITS = 14
 
 
 @njit(cache=True)
@@ -304,13 +312,18 @@ def tlb_state_new(params):
 
 
 @njit(cache=True)
-def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
+def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
-    addrs int64[n], present bool[n], pfn int64[n], base_shift/leaf_shift int8[n],
-    desc int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
-    validated by tlb.py.  params: int64[NR_PARAMS] (P_* indices).
-    Returns int64[NR_COUNTERS] (C_* indices).
+    Two sources of translations (params[P_TABLES]):
+    - 0, a Lookup: present bool[n], pfn int64[n], base_shift/leaf_shift int8[n], desc
+      int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
+      validated by tlb.py; `tables` is unused.
+    - 1, the page table itself: `tables` = hw_tables() (pgtable_walk.hw_translate); the
+      per-access arrays are unused. The translation of each kernel page is read once per
+      call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
+      miss. The same counts as mode 0 over lookup() of the same table.
+    params: int64[NR_PARAMS] (P_* indices). Returns int64[NR_COUNTERS] (C_* indices).
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
     (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
@@ -319,7 +332,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
     """
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
-    wc_sets, wc_ways = params[P_WC_SETS], params[P_WC_WAYS]
+    wc_sets = params[P_WC_SETS]
     lru = params[P_LRU] != 0
     coalesce = params[P_COALESCE] != 0
     data_lines = params[P_DATA_LINES] != 0
@@ -328,33 +341,64 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
     line_shift = params[P_LINE_SHIFT]
     wc_latency, d1_latency = params[P_WC_LATENCY], params[P_D1_LATENCY]
     d2_latency, mem_latency = params[P_D2_LATENCY], params[P_MEM_LATENCY]
+    from_tables = params[P_TABLES] != 0
 
     # Counters in locals, not out[]: numba keeps them in registers (an array store per
     # event cannot be, since out could alias the inputs), about a tenth of the loop.
     n_l1_miss = n_l2_miss = n_walks = n_walk_refs = n_walk_cycles = n_wc_hits = np.int64(0)
-    n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = np.int64(0)
+    n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = n_absent = np.int64(0)
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
     (l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
-    nlev = desc.shape[1]
+    prim, sec, fallback, tp = tables
+    # table mode: the memo (kernel page -> kernel pfn, base_shift, leaf_shift) and the
+    # descriptors of the walk in progress
+    msize = (1 << MEMO_BITS) if from_tables else 1
+    memo_page = np.full(msize, EMPTY, np.int64)
+    memo_pfn = np.empty(msize, np.int64)
+    memo_shifts = np.empty(msize, np.int64)
+    scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
+    ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
+    cur_page = EMPTY
+    cur_pfn = cur_base = cur_leaf = np.int64(0)
+    nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     prev_key = EMPTY
     prev_line = EMPTY
     for i in range(addrs.shape[0]):
+        addr = addrs[i]
+        if from_tables:
+            kp = addr >> ks
+            if kp != cur_page:
+                m = kp & (msize - 1)
+                if memo_page[m] != kp:
+                    tpfn, tbase, tleaf = hw_translate(addr, prim, sec, fallback, tp, scratch)
+                    memo_page[m] = kp
+                    memo_pfn[m] = tpfn
+                    memo_shifts[m] = (tbase << 8) | tleaf
+                cur_page = kp
+                cur_pfn = memo_pfn[m]
+                cur_base = memo_shifts[m] >> 8
+                cur_leaf = memo_shifts[m] & 255
+            is_present = cur_pfn >= 0
+            a_pfn, a_base, a_leaf = cur_pfn, cur_base, cur_leaf
+        else:
+            is_present = present[i]
+            a_pfn, a_base, a_leaf = pfn[i], np.int64(base_shift[i]), np.int64(leaf_shift[i])
         walk = False
-        if not present[i]:
+        if not is_present:
+            n_absent += 1
             prev_key = EMPTY
             n_l1_miss += 1
             n_l2_miss += 1
             walk = True
             line = EMPTY
         else:
-            addr = addrs[i]
-            shift = np.int64(leaf_shift[i] if coalesce else base_shift[i])
+            shift = a_leaf if coalesce else a_base
             tag = addr >> shift
             key = (tag << 6) | shift
             line = EMPTY
             if data_lines:
-                line = ((pfn[i] << kps) | (addr & kmask)) >> line_shift
+                line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
             if key == prev_key and line == prev_line:
                 continue
             prev_key = key
@@ -374,9 +418,14 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
                     walk = True
         if walk:
             n_walks += 1
+            if from_tables:
+                hw_translate(addr, prim, sec, fallback, tp, scratch)
+                drow = scratch
+            else:
+                drow = desc[i]
             last = -1
             for j in range(nlev):
-                if desc[i, j] >= 0:
+                if drow[j] >= 0:
                     last = j
             # The walk cache holds table descriptors (all levels above the last one
             # read); probe deepest first, resume the walk below the deepest hit.
@@ -384,13 +433,13 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
             if wc_sets > 0:
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
-                    d = desc[i, j]
+                    d = drow[j]
                     if d >= 0 and cache_lookup(wc, set_index(d >> 3, wc_sets), d, lru):
                         n_wc_hits += 1
                         start = j + 1
                         break
             for j in range(start, last + 1):
-                d = desc[i, j]
+                d = drow[j]
                 if d < 0:
                     continue
                 n_walk_refs += 1
@@ -423,4 +472,5 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
     out[C_PT_L2D_MISS] = n_pt_l2d_miss
     out[C_DATA_L1D_MISS] = n_data_l1d_miss
     out[C_DATA_L2D_MISS] = n_data_l2d_miss
+    out[C_NOT_PRESENT] = n_absent
     return out

@@ -96,6 +96,23 @@ class Access:
 
 
 @dataclass(frozen=True)
+class TraceAccess:
+    """A recorded trace file (workloads/trace.py) as ONE Access phase with region None,
+    read in chunks of at most `chunk` accesses: chunks() yields (addrs int64, is_write
+    bool) and may be called again to re-read the file. The simulator gives it exactly
+    the semantics of one Access phase of all its accesses (faults in trace order, then
+    the TLB over the table they leave), whatever `chunk` is."""
+
+    path: str
+    chunk: int = ACCESS_CHUNK
+
+    def chunks(self):
+        from workloads.trace import read_chunks
+
+        return read_chunks(self.path, chunk=self.chunk)
+
+
+@dataclass(frozen=True)
 class CreateFile:
     """A file of `size` bytes exists in the emulated filesystem.
 
@@ -197,5 +214,5 @@ class LoadElf:
     path: str
 
 
-PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, ReadPagemap, UffdFill, Fork,
+PHASE_TYPES = (Map, Access, TraceAccess, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, ReadPagemap, UffdFill, Fork,
                Exec, LoadElf)
