@@ -134,7 +134,7 @@ def cache_invalidate(c, s, tag):
 
 # Fully associative structures wider than this use fa_access() (hash + LRU list, O(1)
 # per access) instead of a scan of every way: a 48-way scan per access was 60+ ns.
-FA_SCAN_MAX_WAYS = 8
+FA_SCAN_MAX_WAYS = 64
 _HASH_MUL = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15, Fibonacci hashing
 
 
@@ -193,6 +193,18 @@ def fa_access(keys, prev, nxt, table, meta, tag, lru):
     least recent (LRU) or the oldest fill (FIFO: hits never reorder the list), and
     returns the evicted tag or -1.
     """
+    # The most recent two entries first, without hashing: in a program's access stream
+    # most hits are there (a rank-0 hit changes nothing, a rank-1 hit relinks one entry).
+    w = meta[0]
+    if w != EMPTY:
+        if keys[w] == tag:
+            return HIT
+        w = nxt[w]
+        if w != EMPTY and keys[w] == tag:
+            if lru:
+                _fa_unlink(prev, nxt, meta, w)
+                _fa_push_front(prev, nxt, meta, w)
+            return HIT
     mask = table.shape[0] - 1
     bits = meta[3]
     i = _fa_slot(tag, mask, bits)
@@ -291,7 +303,7 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
 # Table mode: translations of kernel pages already walked in this call are kept in a
 # direct-mapped memo of this many entries (a software shortcut over a table that does
 # not change during the call, not a modelled structure).
-MEMO_BITS = 14
+MEMO_BITS = 12
 
 
 @njit(cache=True)
@@ -311,7 +323,7 @@ def tlb_state_new(params):
             fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
@@ -327,8 +339,9 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
     (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
-    line as the previous one, both present, is an L1 TLB and L1D hit on entries that
-    are already the most recent: it changes no state and is skipped (the pre-filter).
+    An access whose key is the L1 TLB's most recent entry and whose line is the most
+    recent of its L1D set hits both without changing any state: it is skipped after
+    two comparisons (the pre-filter).
     """
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
@@ -351,36 +364,38 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
     (l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
     prim, sec, fallback, tp = tables
-    # table mode: the memo (kernel page -> kernel pfn, base_shift, leaf_shift) and the
-    # descriptors of the walk in progress
+    # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
+    # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
+    # translations of the last two pages are kept in locals (accesses alternate often)
     msize = (1 << MEMO_BITS) if from_tables else 1
-    memo_page = np.full(msize, EMPTY, np.int64)
-    memo_pfn = np.empty(msize, np.int64)
-    memo_shifts = np.empty(msize, np.int64)
+    memo = np.full((msize, 2), EMPTY, np.int64)
     scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
     ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
-    cur_page = EMPTY
-    cur_pfn = cur_base = cur_leaf = np.int64(0)
+    cur_page = old_page = EMPTY
+    cur_tr = old_tr = np.int64(0)
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
+    d1_sets = d1.shape[0]
     prev_key = EMPTY
-    prev_line = EMPTY
     for i in range(addrs.shape[0]):
         addr = addrs[i]
         if from_tables:
             kp = addr >> ks
             if kp != cur_page:
-                m = kp & (msize - 1)
-                if memo_page[m] != kp:
-                    tpfn, tbase, tleaf = hw_translate(addr, prim, sec, fallback, tp, scratch)
-                    memo_page[m] = kp
-                    memo_pfn[m] = tpfn
-                    memo_shifts[m] = (tbase << 8) | tleaf
+                if kp == old_page:
+                    old_page, old_tr, cur_tr = cur_page, cur_tr, old_tr
+                else:
+                    m = kp & (msize - 1)
+                    if memo[m, 0] != kp:
+                        tpfn, tbase, tleaf = hw_translate(addr, prim, sec, fallback, tp, scratch)
+                        memo[m, 0] = kp
+                        memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
+                    old_page, old_tr = cur_page, cur_tr
+                    cur_tr = memo[m, 1]
                 cur_page = kp
-                cur_pfn = memo_pfn[m]
-                cur_base = memo_shifts[m] >> 8
-                cur_leaf = memo_shifts[m] & 255
-            is_present = cur_pfn >= 0
-            a_pfn, a_base, a_leaf = cur_pfn, cur_base, cur_leaf
+            a_pfn = (cur_tr >> 16) - 1
+            a_base = (cur_tr >> 8) & 255
+            a_leaf = cur_tr & 255
+            is_present = a_pfn >= 0
         else:
             is_present = present[i]
             a_pfn, a_base, a_leaf = pfn[i], np.int64(base_shift[i]), np.int64(leaf_shift[i])
@@ -399,14 +414,29 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
             line = EMPTY
             if data_lines:
                 line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
-            if key == prev_key and line == prev_line:
-                continue
-            prev_key = key
-            prev_line = line
-            if l1_fa:
+            if key == prev_key:
+                # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
+                # that changes nothing. If the line is also its L1D set's most recent, the
+                # data read is such a hit too and the access changes no state at all.
+                if not data_lines or d1[set_index(line, d1_sets), 0] == line:
+                    continue
+                r1 = HIT
+            elif l1_fa:
                 r1 = fa_access(fa1k, fa1p, fa1n, fa1t, fa1m, key, lru)
             else:
-                r1 = cache_access(l1, set_index(tag, l1_sets), key, lru)
+                # ranks 0 and 1 of the set inline (most hits): a call passing the arrays
+                # costs atomic reference counting, several times the lookup itself
+                s1 = set_index(tag, l1_sets)
+                if l1[s1, 0] == key:
+                    r1 = HIT
+                elif l1_ways > 1 and l1[s1, 1] == key:
+                    if lru:
+                        l1[s1, 1] = l1[s1, 0]
+                        l1[s1, 0] = key
+                    r1 = HIT
+                else:
+                    r1 = cache_access(l1, s1, key, lru)
+            prev_key = key
             if r1 != HIT:
                 n_l1_miss += 1
                 if l2_fa:
@@ -443,7 +473,8 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
                 if d < 0:
                     continue
                 n_walk_refs += 1
-                served = dcache_read(d1, d2, d >> line_shift)
+                dl = d >> line_shift
+                served = SERVED_L1D if d1[set_index(dl, d1_sets), 0] == dl else dcache_read(d1, d2, dl)
                 if served == SERVED_L1D:
                     n_walk_cycles += d1_latency
                 elif served == SERVED_L2D:
@@ -455,7 +486,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
                     n_pt_l2d_miss += 1
                 if j < last and wc_sets > 0:
                     cache_fill(wc, set_index(d >> 3, wc_sets), d)
-        if line >= 0:
+        if line >= 0 and d1[set_index(line, d1_sets), 0] != line:  # not a rank-0 L1D hit
             served = dcache_read(d1, d2, line)
             if served != SERVED_L1D:
                 n_data_l1d_miss += 1
