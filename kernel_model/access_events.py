@@ -25,14 +25,14 @@ def _slot(page, bits):
 
 
 @njit(cache=True)
-def _scan(pages, is_write, start, keys, flags, bits, used, ev_idx, nev):
-    """Record the events of pages[start:] until the set is half full; returns (the index
-    to resume at, pages in the set, events recorded)."""
+def _scan(addrs, page_shift, is_write, start, keys, flags, bits, used, ev_idx, nev):
+    """Record the events of addrs[start:] (page = addr >> page_shift) until the set is
+    half full; returns (the index to resume at, pages in the set, events recorded)."""
     limit = keys.shape[0] >> 1
     prev = np.int64(_EMPTY)
     prev_written = False
-    for i in range(start, pages.shape[0]):
-        p = pages[i]
+    for i in range(start, addrs.shape[0]):
+        p = addrs[i] >> page_shift
         w = is_write[i]
         if p == prev and (prev_written or not w):
             continue
@@ -53,7 +53,7 @@ def _scan(pages, is_write, start, keys, flags, bits, used, ev_idx, nev):
             nev += 1
         prev = p
         prev_written = flags[s] == _WRITTEN
-    return pages.shape[0], used, nev
+    return addrs.shape[0], used, nev
 
 
 @njit(cache=True)
@@ -84,16 +84,22 @@ class FirstTouch:
     def events(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
         """Indices into this chunk of its accesses that take a fault event (a page's first
         touch in the stream, or its first write after reads), ascending; remembers them."""
-        pages = addrs >> self.page_shift
-        ev_idx = np.empty(pages.size, np.int64)
+        if is_write.flags.writeable:  # one compiled signature for phases' read-only arrays and chunks
+            is_write = is_write.view()
+            is_write.flags.writeable = False
+        # at most two events per page: a chunk has at most 2 * (pages in the set after it)
+        ev_idx = np.empty(min(addrs.size, 2 * self._keys.size), np.int64)
         i, nev = 0, 0
         while True:
-            i, self._used, nev = _scan(pages, is_write, i, self._keys, self._flags, self._bits,
+            i, self._used, nev = _scan(addrs, self.page_shift, is_write, i, self._keys, self._flags, self._bits,
                                        self._used, ev_idx, nev)
-            if i == pages.size:
+            if i == addrs.size:
                 return ev_idx[:nev].copy()
             self._bits += 1
             self._keys, self._flags = _rehash(self._keys, self._flags, self._bits)
+            if ev_idx.size < min(addrs.size, 2 * self._keys.size):
+                ev_idx = np.concatenate([ev_idx, np.empty(min(addrs.size, 2 * self._keys.size) - ev_idx.size,
+                                                          np.int64)])
 
     def pages(self) -> np.ndarray:
         """Every page seen, ascending."""

@@ -33,6 +33,11 @@ WORD = 8
 # bounded memory: 4 Mi accesses = 32 MiB of offsets + 4 MiB of flags.
 ACCESS_CHUNK = 1 << 22
 
+# Accesses per chunk of a recorded trace (TraceAccess): results do not depend on it; the
+# memory a cell keeps per chunk does (about 9 bytes per access read, plus what the
+# parser of lackey text needs per 4 MiB buffer).
+TRACE_CHUNK = 1 << 20
+
 
 @dataclass(frozen=True)
 class Map:
@@ -104,7 +109,7 @@ class TraceAccess:
     the TLB over the table they leave), whatever `chunk` is."""
 
     path: str
-    chunk: int = ACCESS_CHUNK
+    chunk: int = TRACE_CHUNK
 
     def chunks(self):
         from workloads.trace import read_chunks

@@ -29,10 +29,11 @@ import sys
 import zipfile
 
 import numpy as np
+from numba import njit
 
 from workloads.base import Workload
 from workloads.lackey import _check_exists, read_lackey
-from workloads.phases import ACCESS_CHUNK, TraceAccess
+from workloads.phases import TRACE_CHUNK, TraceAccess
 
 RECORD = np.dtype([("addr", "<i8"), ("is_write", "?")])  # the compact trace: 9 bytes per access
 _HEADER_BYTES = 256  # the .npy header convert writes: fixed, so the length can be filled in last
@@ -176,7 +177,7 @@ def _windows(arr: _Array, chunk: int):
 def _addresses(part: np.ndarray, first: int, path: str) -> np.ndarray:
     if part.dtype.kind == "u" and part.size and part.max() > _INT64_MAX:
         raise ValueError(f"{path}: addresses must be below 2**63")
-    out = np.ascontiguousarray(part, dtype=np.int64)
+    out = np.array(part, dtype=np.int64)  # a copy: never a read-only view of the mapped file
     if out.size and out.min() < 0:
         bad = int(np.flatnonzero(out < 0)[0])
         raise ValueError(f"{path}: address #{first + bad} is negative ({int(out[bad])})")
@@ -186,10 +187,39 @@ def _addresses(part: np.ndarray, first: int, path: str) -> np.ndarray:
 def _writes(part: np.ndarray, path: str) -> np.ndarray:
     if part.dtype.kind != "b" and not np.isin(part, (0, 1)).all():
         raise ValueError(f"{path}: 'is_write' must hold only 0 and 1")
-    return np.ascontiguousarray(part, dtype=np.bool_)
+    return np.array(part, dtype=np.bool_)
 
 
-def read_numpy_trace(path, *, chunk: int = ACCESS_CHUNK):
+@njit(cache=True)
+def _unpack_records(raw, addrs, writes):
+    """RECORD bytes (uint8[k, 9]) -> addrs int64[k], writes bool[k] in one pass (numpy's
+    copy of a field of 9-byte records is a strided, unaligned gather: several times
+    slower). Returns the index of the first record with a negative address or a write
+    byte other than 0/1, else -1."""
+    for i in range(raw.shape[0]):
+        v = np.int64(0)
+        for b in range(8):
+            v |= np.int64(raw[i, b]) << (8 * b)
+        w = raw[i, 8]
+        if v < 0 or w > 1:
+            return i
+        addrs[i] = v
+        writes[i] = w != 0
+    return -1
+
+
+def _records(win: np.ndarray, first: int, path: str):
+    k = len(win)
+    addrs, writes = np.empty(k, np.int64), np.empty(k, np.bool_)
+    bad = _unpack_records(win.view(np.uint8).reshape(k, RECORD.itemsize), addrs, writes)
+    if bad >= 0:
+        rec = win[bad]
+        what = "is negative" if int(rec["addr"]) < 0 else "has an is_write byte other than 0 or 1"
+        raise ValueError(f"{path}: access #{first + bad} {what} ({int(rec['addr'])}, {int(win.view(np.uint8)[bad * RECORD.itemsize + 8])})")
+    return addrs, writes
+
+
+def read_numpy_trace(path, *, chunk: int = TRACE_CHUNK):
     """Yield (addrs int64, is_write bool) chunks of at most `chunk` accesses of a .npy or
     .npz trace (see the module docstring for the layouts)."""
     path = _check_exists(path)
@@ -197,7 +227,10 @@ def read_numpy_trace(path, *, chunk: int = ACCESS_CHUNK):
     if "records" in arrays:
         first = 0
         for win in _windows(arrays["records"], chunk):
-            yield _addresses(win["addr"], first, path), _writes(win["is_write"], path)
+            if win.dtype == RECORD:
+                yield _records(win, first, path)
+            else:  # the same fields in another order or byte order
+                yield _addresses(win["addr"], first, path), _writes(win["is_write"], path)
             first += len(win)
         return
     addr = arrays["addr"]
@@ -209,7 +242,7 @@ def read_numpy_trace(path, *, chunk: int = ACCESS_CHUNK):
         first += a.size
 
 
-def read_chunks(path, *, chunk: int = ACCESS_CHUNK, on_read=None):
+def read_chunks(path, *, chunk: int = TRACE_CHUNK, on_read=None):
     """Yield (addrs int64, is_write bool) of any trace format, at most `chunk` accesses
     each (lackey text is read in buffers of 4 * chunk bytes: a data line is >= 7 bytes),
     skipping empty ones. A trace with no access at all is an error naming the file."""
@@ -237,7 +270,7 @@ def _record_header(n: int) -> bytes:
     return head + body.encode("latin1").ljust(_HEADER_BYTES - 10 - 1) + b"\n"
 
 
-def convert(src, dst, *, chunk: int = ACCESS_CHUNK, progress: bool = True) -> int:
+def convert(src, dst, *, chunk: int = TRACE_CHUNK, progress: bool = True) -> int:
     """Write trace `src` (any format) to `dst` as the compact .npy record trace; returns the
     number of accesses. dst appears only when complete (a temporary name, then rename)."""
     from tqdm import tqdm
