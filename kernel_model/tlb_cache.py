@@ -371,8 +371,10 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     memo = np.full((msize, 2), EMPTY, np.int64)
     scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
     ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
+    # the current and the previous kernel page: translation decoded (pfn, TLB entry shift
+    # and key); the key of a page is that of every access to it (entry shift >= ks)
     cur_page = old_page = EMPTY
-    cur_tr = old_tr = np.int64(0)
+    cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     d1_sets = d1.shape[0]
     prev_key = EMPTY
@@ -382,23 +384,31 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
             kp = addr >> ks
             if kp != cur_page:
                 if kp == old_page:
-                    old_page, old_tr, cur_tr = cur_page, cur_tr, old_tr
+                    old_page, cur_page = cur_page, kp
+                    old_pfn, cur_pfn = cur_pfn, old_pfn
+                    old_shift, cur_shift = cur_shift, old_shift
+                    old_key, cur_key = cur_key, old_key
                 else:
                     m = kp & (msize - 1)
                     if memo[m, 0] != kp:
                         tpfn, tbase, tleaf = hw_translate(addr, prim, sec, fallback, tp, scratch)
                         memo[m, 0] = kp
                         memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
-                    old_page, old_tr = cur_page, cur_tr
-                    cur_tr = memo[m, 1]
-                cur_page = kp
-            a_pfn = (cur_tr >> 16) - 1
-            a_base = (cur_tr >> 8) & 255
-            a_leaf = cur_tr & 255
+                    tr = memo[m, 1]
+                    old_page, old_pfn, old_shift, old_key = cur_page, cur_pfn, cur_shift, cur_key
+                    cur_page = kp
+                    cur_pfn = (tr >> 16) - 1
+                    cur_shift = (tr & 255) if coalesce else ((tr >> 8) & 255)
+                    cur_key = ((addr >> cur_shift) << 6) | cur_shift
+            a_pfn = cur_pfn
             is_present = a_pfn >= 0
+            shift = cur_shift
+            key = cur_key
         else:
             is_present = present[i]
-            a_pfn, a_base, a_leaf = pfn[i], np.int64(base_shift[i]), np.int64(leaf_shift[i])
+            a_pfn = pfn[i]
+            shift = np.int64(leaf_shift[i]) if coalesce else np.int64(base_shift[i])
+            key = ((addr >> shift) << 6) | shift
         walk = False
         if not is_present:
             n_absent += 1
@@ -408,9 +418,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
             walk = True
             line = EMPTY
         else:
-            shift = a_leaf if coalesce else a_base
             tag = addr >> shift
-            key = (tag << 6) | shift
             line = EMPTY
             if data_lines:
                 line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
