@@ -40,6 +40,8 @@ BENCHES = {
     "pgtable": ("bench_pgtable.py", ["--repeat", "5"], ["--repeat", "9"]),
     "page_alloc": ("bench_page_alloc.py", ["--ops", "50000", "--compact-frames", "524288"], []),
     "memory": ("bench_memory.py", ["--sizes", "8,32", "--cell"], ["--sizes", "16,64,256", "--cell"]),
+    # a recorded sort -n trace (cached under ~/.cache/pagesweep): ~4.6 M accesses quick, ~27 M full
+    "trace": ("bench_trace.py", ["--numbers", "4000"], ["--numbers", "20000", "--profile"]),
 }
 ENGINE_OVERHEAD_MS = 50.0   # issue 2: engine overhead per cell
 ENGINE_EFFICIENCY = 0.90    # issue 2: 1 -> 2 worker scaling efficiency

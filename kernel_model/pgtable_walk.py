@@ -264,25 +264,22 @@ class PageTableWalk:
         return present, pfn, prot, leaf_shift, desc
 
 
-@njit(cache=True)
-def table_walk(addr, tab, desc, d0):
-    """The hardware walk of one address over walk_tables() arrays `tab`, as _walk() does
-    it: writes the physical address of each descriptor read into desc[d0 + level] (top
-    first; entries below the walk are left alone) and returns (pfn, leaf_shift, levels
-    read): pfn in the table's page units, -1 when not mapped (leaf_shift is then the page
-    shift)."""
-    geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont = tab
+@njit(cache=True, inline="always")
+def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont, desc):
+    """The hardware walk of one address over the walk_tables() arrays (passed one by one:
+    a tuple argument costs a reference count per array per call, more than the walk), as
+    _walk() does it: writes the physical address of each descriptor read into desc[level]
+    (top first; entries below the walk are left alone) and returns (pfn, leaf_shift): pfn
+    in the table's page units, -1 when not mapped (leaf_shift is then the page shift)."""
     L, ps = geo[G_L], geo[G_PS]
     row = np.int64(0)
     pfn = np.int64(-1)
     shift = ps
-    read = 0
     for i in range(L):
         f = G_LEVELS + G_LEVEL_FIELDS * i
         lshift = geo[f]
         e = (addr >> lshift) & geo[f + 1]
-        desc[d0 + i] = phys[geo[f + 3] + row] + e * DESC_SIZE
-        read = i + 1
+        desc[i] = phys[geo[f + 3] + row] + e * DESC_SIZE
         if i == L - 1:
             slot = leaf_slot[row]
             pfn = leaf_pfn[slot, e]
@@ -299,16 +296,18 @@ def table_walk(addr, tab, desc, d0):
             break
         row = v
     if pfn < 0:
-        return np.int64(-1), ps, read
-    return pfn, shift, read
+        return np.int64(-1), ps
+    return pfn, shift
 
 
-@njit(cache=True)
-def hw_translate(addr, prim, sec, fallback, tp, desc):
-    """What the MMU sees for one address over hw_tables() arrays: the primary table, or
-    the secondary (Linux) one for a primary page listed in the sorted `fallback` array
-    (the native table's fallback pages). Returns (kernel pfn or -1, base_shift,
-    leaf_shift) and fills desc[:width] (-1 below the walk), as hw_lookup()/lookup() do."""
+@njit(cache=True, inline="always")
+def hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, desc):
+    """What the MMU sees for one address over hw_tables() (the tuples spread into their
+    arrays): the primary table, or the secondary (Linux) one for a primary page listed
+    in the sorted `fallback` array (the native table's fallback pages). Returns (kernel
+    pfn or -1, base_shift, leaf_shift) and fills desc[:width] (-1 below the walk), as
+    hw_lookup()/lookup() do."""
     for j in range(tp[T_WIDTH]):
         desc[j] = -1
     ps = tp[T_PS]
@@ -316,9 +315,9 @@ def hw_translate(addr, prim, sec, fallback, tp, desc):
         p = addr >> ps
         k = np.searchsorted(fallback, p)
         if k < fallback.size and fallback[k] == p:
-            pfn, shift, _ = table_walk(addr, sec, desc, 0)
-            return pfn, sec[0][G_PS], shift
-    pfn, shift, _ = table_walk(addr, prim, desc, 0)
+            pfn, shift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
+            return pfn, s_geo[G_PS], shift
+    pfn, shift = table_walk(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont, desc)
     r = tp[T_R]
     if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
         pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))

@@ -303,7 +303,7 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
 # Table mode: translations of kernel pages already walked in this call are kept in a
 # direct-mapped memo of this many entries (a software shortcut over a table that does
 # not change during the call, not a modelled structure).
-MEMO_BITS = 12
+MEMO_BITS = 16
 
 
 @njit(cache=True)
@@ -364,6 +364,8 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
     (l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
     prim, sec, fallback, tp = tables
+    p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont = prim
+    s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont = sec
     # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
     # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
     # translations of the last two pages are kept in locals (accesses alternate often)
@@ -373,6 +375,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
     # the current and the previous kernel page: translation decoded (pfn, TLB entry shift
     # and key); the key of a page is that of every access to it (entry shift >= ks)
+    scratch_page = EMPTY  # the kernel page whose walk scratch holds
     cur_page = old_page = EMPTY
     cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
@@ -391,7 +394,10 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
                 else:
                     m = kp & (msize - 1)
                     if memo[m, 0] != kp:
-                        tpfn, tbase, tleaf = hw_translate(addr, prim, sec, fallback, tp, scratch)
+                        tpfn, tbase, tleaf = hw_translate(
+                            addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                            s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                        scratch_page = kp
                         memo[m, 0] = kp
                         memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
                     tr = memo[m, 1]
@@ -457,7 +463,10 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
         if walk:
             n_walks += 1
             if from_tables:
-                hw_translate(addr, prim, sec, fallback, tp, scratch)
+                if scratch_page != addr >> ks:  # not the walk that just filled the memo
+                    hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                    scratch_page = addr >> ks
                 drow = scratch
             else:
                 drow = desc[i]
