@@ -10,8 +10,12 @@ define what it caches are:
   because entries of the old and new size must never coexist; the model therefore
   gives each address exactly one entry, of the size its final mapping has.
 
-Input: the final-state page-table walk of each access (a pgtable `Lookup`), so a page
-first touched during the run is simply a cold miss.  Output: counts.
+Input: the page table in its final state for the access stream, so a page first
+touched during the run is simply a cold miss; either a pgtable `Lookup` of every access
+(simulate_tlb) or the table itself (simulate_tlb_tables: hw_tables() arrays, walked by
+the compiled loop only on an L2 TLB miss, the translation of each kernel page read once
+per call through a memo; what simulate() uses).  Both give the same counts.  Output:
+counts.
 
 Entry key.  With tlb.coalesce_contig the entry of an access covers its mapping
 (shift = leaf_shift: a base page, a folded contpte run or a block); without, every entry
@@ -39,12 +43,12 @@ the architecture does not let a TLB or walk cache hold an entry that faults.  Th
 keeps walk results inside its L2 TLB; here the walk cache is a separate structure with
 its own entries/ways (tlb.walk_cache) so that its reach can be swept on its own.
 
-Pre-filter.  An access to the same TLB entry and the same data line as the previous
-(present) access hits L1 and L1D and leaves every replacement state unchanged (both
-entries are already the most recent), so the kernel skips it after one comparison of
-(key, line) with the previous access.  The keys and lines are computed inside the
-kernel's single pass rather than as numpy temporaries: the only O(n) arrays are the
-caller's Lookup fields (kernel_model/tlb_cache.py: tlb_run).
+Pre-filter.  An access to the L1 TLB's most recent entry (the previous present access's)
+whose data line is the most recent of its L1D set hits both and leaves every replacement
+state unchanged, so the kernel skips it after two comparisons.  The keys and lines are
+computed inside the kernel's single pass rather than as numpy temporaries: the only O(n)
+arrays are the caller's addresses (and Lookup fields) (kernel_model/tlb_cache.py:
+tlb_run).
 """
 
 from __future__ import annotations
