@@ -259,23 +259,24 @@ class Runner:
 
     def _trace_access(self, phase) -> None:
         """A whole recorded trace as ONE Access phase (region None), read twice in bounded
-        chunks: pass 1 finds each page's fault events (first touch, first write) over the
+        chunks (lackey text is parsed once: TraceAccess.two_passes spools it): pass 1 finds each page's fault events (first touch, first write) over the
         whole trace; then every page it touches is mapped, the events are faulted in trace
         order, and pass 2 runs the TLB over the table as the faults left it. So a trace gives
         the same result as one Access phase of all its accesses, whatever the chunk size;
         what outlives a chunk is proportional to the footprint (the pages, <= 2 events each)."""
         seen = FirstTouch(self._page_shift)
         ev_addrs, ev_writes = [], []
-        for addrs, is_write in phase.chunks():
-            self._check_va(addrs)
-            ev = seen.events(addrs, is_write)
-            ev_addrs.append(addrs[ev])
-            ev_writes.append(is_write[ev])
-        if not ev_addrs or not sum(a.size for a in ev_addrs):
-            return
-        self._map_trace_pages(seen.pages())
-        bad = self._fault_events(np.concatenate(ev_addrs), np.concatenate(ev_writes))
-        self._run_tlb_chunks(phase.chunks(), bad, seen)
+        with phase.two_passes() as (first, again):
+            for addrs, is_write in first:
+                self._check_va(addrs)
+                ev = seen.events(addrs, is_write)
+                ev_addrs.append(addrs[ev])
+                ev_writes.append(is_write[ev])
+            if not ev_addrs or not sum(a.size for a in ev_addrs):
+                return
+            self._map_trace_pages(seen.pages())
+            bad = self._fault_events(np.concatenate(ev_addrs), np.concatenate(ev_writes))
+            self._run_tlb_chunks(again(), bad, seen)
 
     @property
     def _page_shift(self) -> int:

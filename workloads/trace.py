@@ -23,9 +23,11 @@ Parsing text is the slowest step of a cell; convert a trace once:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import struct
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -270,6 +272,49 @@ def _record_header(n: int) -> bytes:
     return head + body.encode("latin1").ljust(_HEADER_BYTES - 10 - 1) + b"\n"
 
 
+class _RecordWriter:
+    """Appends (addrs, is_write) chunks to an open binary file as a compact .npy trace;
+    finish() fills in the length."""
+
+    def __init__(self, f):
+        self.f, self.n = f, 0
+        f.write(_record_header(0))
+
+    def write(self, addrs: np.ndarray, writes: np.ndarray) -> None:
+        rec = np.empty(addrs.size, RECORD)
+        rec["addr"], rec["is_write"] = addrs, writes
+        self.f.write(rec.tobytes())
+        self.n += addrs.size
+
+    def finish(self) -> int:
+        self.f.seek(0)
+        self.f.write(_record_header(self.n))
+        self.f.flush()
+        return self.n
+
+
+@contextlib.contextmanager
+def two_passes(path, *, chunk: int = TRACE_CHUNK):
+    """(first, again) for reading a trace twice: `first` yields its chunks, `again()` yields
+    them once more after `first` is exhausted. A NumPy trace is read from its file both
+    times; lackey text is parsed once, its chunks spooled to a temporary compact trace
+    (9 bytes per access, in TMPDIR) that `again()` reads and the context removes."""
+    name = os.fspath(path)
+    if name.endswith((".npy", ".npz")):
+        yield read_chunks(name, chunk=chunk), lambda: read_chunks(name, chunk=chunk)
+        return
+    with tempfile.NamedTemporaryFile(prefix="pagesweep-trace-", suffix=".npy") as spool:
+        writer = _RecordWriter(spool)
+
+        def first():
+            for addrs, writes in read_chunks(name, chunk=chunk):
+                writer.write(addrs, writes)
+                yield addrs, writes
+            writer.finish()
+
+        yield first(), lambda: read_chunks(spool.name, chunk=chunk)
+
+
 def convert(src, dst, *, chunk: int = TRACE_CHUNK, progress: bool = True) -> int:
     """Write trace `src` (any format) to `dst` as the compact .npy record trace; returns the
     number of accesses. dst appears only when complete (a temporary name, then rename)."""
@@ -279,7 +324,6 @@ def convert(src, dst, *, chunk: int = TRACE_CHUNK, progress: bool = True) -> int
     if not dst.endswith(".npy"):
         raise ValueError(f"convert: the output must be named .npy, got {dst!r}")
     tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.{os.getpid()}.tmp")
-    n = 0
     bar = tqdm(total=os.path.getsize(src), unit="B", unit_scale=True, desc=os.path.basename(src),
                disable=not progress, file=sys.stderr)
     pos = [0]
@@ -290,15 +334,10 @@ def convert(src, dst, *, chunk: int = TRACE_CHUNK, progress: bool = True) -> int
 
     try:
         with open(tmp, "wb") as out:
-            out.write(_record_header(0))
+            writer = _RecordWriter(out)
             for addrs, writes in read_chunks(src, chunk=chunk, on_read=on_read):
-                rec = np.empty(addrs.size, RECORD)
-                rec["addr"], rec["is_write"] = addrs, writes
-                out.write(rec.tobytes())
-                n += addrs.size
-            out.seek(0)
-            out.write(_record_header(n))
-            out.flush()
+                writer.write(addrs, writes)
+            n = writer.finish()
             os.fsync(out.fileno())
         os.replace(tmp, dst)
     except BaseException:

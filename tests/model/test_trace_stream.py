@@ -119,3 +119,20 @@ def test_walk_on_miss_with_native_fallback_pages_and_blocks():
     want = simulate_tlb(addrs, look, tcfg, kernel_page_shift=12)
     got = simulate_tlb_tables(addrs, nt.hw_tables(), tcfg, kernel_page_shift=12)
     assert got == want and want["walks"] > 1000
+
+
+def test_text_is_parsed_once_and_its_spool_removed(cell_config, trace_path, tmp_path, monkeypatch):
+    import tempfile
+
+    import workloads.trace as wt
+
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    parsed = []
+    real = wt.read_lackey
+    monkeypatch.setattr(wt, "read_lackey", lambda *a, **k: parsed.append(a) or real(*a, **k))
+    cfg = cell_config("kernel=4k", "workload=trace", f"workload.path={trace_path}")
+    assert simulate(cfg)["accesses"] == 59102
+    assert len(parsed) == 1
+    assert list(spool_dir.iterdir()) == []
