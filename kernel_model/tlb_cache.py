@@ -304,7 +304,7 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
  P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, P_TABLES, NR_PARAMS) = range(21)
 
 # Table mode: translations of kernel pages already walked in this call are kept in a
-# direct-mapped memo of this many entries (a software shortcut over a table that does
+# direct-mapped memo of up to 2**MEMO_BITS entries (a software shortcut over a table that does
 # not change during the call, not a modelled structure).
 MEMO_BITS = 16
 
@@ -372,7 +372,10 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
     # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
     # translations of the last two pages are kept in locals (accesses alternate often)
-    msize = (1 << MEMO_BITS) if from_tables else 1
+    msize = 1
+    if from_tables:  # no larger than the stream: a short phase does not pay for a big memo
+        while msize < (1 << MEMO_BITS) and msize < addrs.shape[0]:
+            msize <<= 1
     memo = np.full((msize, 2), EMPTY, np.int64)
     scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
     ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
