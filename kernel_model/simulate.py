@@ -255,7 +255,7 @@ class Runner:
         if phase.region is None:
             self._map_trace_pages(seen.pages())
         bad = self._fault_events(addrs[ev], phase.is_write[ev])
-        self._run_tlb_chunks([(addrs, phase.is_write)], bad, seen)
+        self._run_tlb([(addrs, phase.is_write)], bad, seen)
 
     def _trace_access(self, phase) -> None:
         """A whole recorded trace as ONE Access phase (region None), read twice in bounded
@@ -276,7 +276,7 @@ class Runner:
                 return
             self._map_trace_pages(seen.pages())
             bad = self._fault_events(np.concatenate(ev_addrs), np.concatenate(ev_writes))
-            self._run_tlb_chunks(again(), bad, seen)
+            self._run_tlb(again(), bad, seen)
 
     @property
     def _page_shift(self) -> int:
@@ -352,7 +352,7 @@ class Runner:
             return np.ones(addrs.size, bool)
         return ~np.isin(pages, np.array(bad_pages, dtype=np.int64))
 
-    def _run_tlb_chunks(self, chunks, bad: np.ndarray, seen) -> None:
+    def _run_tlb(self, chunks, bad: np.ndarray, seen) -> None:
         """The TLB over the stream (chunks of (addrs, is_write)), skipping the accesses to
         pages that raised a signal; the hardware walks the table in its current state, only
         on an L2 TLB miss (tlb.simulate_tlb_tables)."""
