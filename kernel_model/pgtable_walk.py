@@ -12,21 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from .arch.arm64 import contpte
 from .geometry import DESC_SIZE
+# the layout of walk_tables() that the compiled walk (tlb_cache.table_walk) reads
+from .tlb_cache import G_CONT_PMD, G_CONT_PTE, G_L, G_LEVEL_FIELDS, G_LEVELS, G_PS
 
-# The walk tables: a PageTable as flat arrays a compiled walk reads (walk_tables()).
-# geo int64: G_* scalars, then G_LEVEL_FIELDS per level top first (shift, entry mask,
-# base of its rows in nxt, base of its rows in phys, base of its blocks in bpfn/bcont).
-G_L, G_PS, G_CONT_PTE, G_CONT_PMD, G_LEVELS = range(5)
-G_LEVEL_FIELDS = 5
-MAX_LEVELS = 5  # 52-bit VA with a 4K granule (LPA2) has 5
 _NO_PAGES = np.zeros(0, np.int64)
-# hw_tables() params: log2(kernel pages per primary page), kernel page shift, primary
-# page shift, desc width (levels of the deeper table).
-T_R, T_KS, T_PS, T_WIDTH = range(4)
 
 
 @dataclass
@@ -54,8 +46,8 @@ class PageTableWalk:
 
     def walk_tables(self) -> tuple:
         """The table as the tuple (geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont)
-        that table_walk() reads: the rows of _walk_index() concatenated over the levels,
-        and the leaf pool itself (shared, not copied: a later set_ptes into an existing
+        that tlb_cache.table_walk() reads: the rows of _walk_index() concatenated over the
+        levels, and the leaf pool itself (shared, not copied: a later set_ptes into an existing
         leaf table is seen). Rebuilt only after a table or block changed."""
         key = (self._gen, id(self._pfn))
         cached = getattr(self, "_walk_tables_cache", None)
@@ -90,7 +82,7 @@ class PageTableWalk:
         return out
 
     def hw_tables(self) -> tuple:
-        """(primary, secondary, fallback, params) for hw_translate(): this table alone."""
+        """(primary, secondary, fallback, params) for tlb_cache.hw_translate(): this table alone."""
         t = self.walk_tables()
         return t, t, _NO_PAGES, np.array([0, self._ps, self._ps, self._L], np.int64)
 
@@ -262,63 +254,3 @@ class PageTableWalk:
         present = pfn >= 0
         leaf_shift[~present] = ps
         return present, pfn, prot, leaf_shift, desc
-
-
-@njit(cache=True, inline="always")
-def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont, desc):
-    """The hardware walk of one address over the walk_tables() arrays (passed one by one:
-    a tuple argument costs a reference count per array per call, more than the walk), as
-    _walk() does it: writes the physical address of each descriptor read into desc[level]
-    (top first; entries below the walk are left alone) and returns (pfn, leaf_shift): pfn
-    in the table's page units, -1 when not mapped (leaf_shift is then the page shift)."""
-    L, ps = geo[G_L], geo[G_PS]
-    row = np.int64(0)
-    pfn = np.int64(-1)
-    shift = ps
-    for i in range(L):
-        f = G_LEVELS + G_LEVEL_FIELDS * i
-        lshift = geo[f]
-        e = (addr >> lshift) & geo[f + 1]
-        desc[i] = phys[geo[f + 3] + row] + e * DESC_SIZE
-        if i == L - 1:
-            slot = leaf_slot[row]
-            pfn = leaf_pfn[slot, e]
-            if leaf_cont[slot, e]:
-                shift = ps + geo[G_CONT_PTE]
-            break
-        v = np.int64(nxt[geo[f + 2] + row * (geo[f + 1] + 1) + e])
-        if v <= -2:
-            b = geo[f + 4] - 2 - v
-            pfn = bpfn[b] + ((addr & ((np.int64(1) << lshift) - 1)) >> ps)
-            shift = lshift + geo[G_CONT_PMD] if bcont[b] else lshift
-            break
-        if v < 0:
-            break
-        row = v
-    if pfn < 0:
-        return np.int64(-1), ps
-    return pfn, shift
-
-
-@njit(cache=True, inline="always")
-def hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, desc):
-    """What the MMU sees for one address over hw_tables() (the tuples spread into their
-    arrays): the primary table, or the secondary (Linux) one for a primary page listed
-    in the sorted `fallback` array (the native table's fallback pages). Returns (kernel
-    pfn or -1, base_shift, leaf_shift) and fills desc[:width] (-1 below the walk), as
-    hw_lookup()/lookup() do."""
-    for j in range(tp[T_WIDTH]):
-        desc[j] = -1
-    ps = tp[T_PS]
-    if fallback.size:
-        p = addr >> ps
-        k = np.searchsorted(fallback, p)
-        if k < fallback.size and fallback[k] == p:
-            pfn, shift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
-            return pfn, s_geo[G_PS], shift
-    pfn, shift = table_walk(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont, desc)
-    r = tp[T_R]
-    if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
-        pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
-    return pfn, ps, shift

@@ -1,4 +1,6 @@
-"""Set-associative caches for the translation model: the sequential kernels of tlb.py.
+"""Set-associative caches for the translation model: the sequential kernels of tlb.py,
+and the hardware table walk (table_walk, hw_translate) tlb_run performs on an L2 TLB miss
+over a PageTable's walk_tables() arrays.
 
 Every structure here (L1 dTLB, L2 TLB, walk cache, L1D, L2D) is `sets` rows of `ways`
 tags, int64[sets, ways].  The contracts:
@@ -26,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .pgtable_walk import MAX_LEVELS, hw_translate
+from .geometry import DESC_SIZE
 
 EMPTY = -1
 HIT = -2  # cache_access(): the tag was present
@@ -297,6 +299,81 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
     return -1
 
 
+# ---- the hardware walk, run on an L2 TLB miss ---------------------------------------
+# Here, not in pgtable_walk.py, because tlb_run inlines it: numba keys a cached kernel on
+# its own source file, so a kernel and everything it inlines must live in one file.
+
+# The walk tables: a PageTable as flat arrays a compiled walk reads (walk_tables()).
+# geo int64: G_* scalars, then G_LEVEL_FIELDS per level top first (shift, entry mask,
+# base of its rows in nxt, base of its rows in phys, base of its blocks in bpfn/bcont).
+G_L, G_PS, G_CONT_PTE, G_CONT_PMD, G_LEVELS = range(5)
+G_LEVEL_FIELDS = 5
+MAX_LEVELS = 5  # 52-bit VA with a 4K granule (LPA2) has 5
+# hw_tables() params: log2(kernel pages per primary page), kernel page shift, primary
+# page shift, desc width (levels of the deeper table).
+T_R, T_KS, T_PS, T_WIDTH = range(4)
+
+
+@njit(cache=True, inline="always")
+def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont, desc):
+    """The hardware walk of one address over the walk_tables() arrays (passed one by one:
+    a tuple argument costs a reference count per array per call, more than the walk), as
+    _walk() does it: writes the physical address of each descriptor read into desc[level]
+    (top first; entries below the walk are left alone) and returns (pfn, leaf_shift): pfn
+    in the table's page units, -1 when not mapped (leaf_shift is then the page shift)."""
+    L, ps = geo[G_L], geo[G_PS]
+    row = np.int64(0)
+    pfn = np.int64(-1)
+    shift = ps
+    for i in range(L):
+        f = G_LEVELS + G_LEVEL_FIELDS * i
+        lshift = geo[f]
+        e = (addr >> lshift) & geo[f + 1]
+        desc[i] = phys[geo[f + 3] + row] + e * DESC_SIZE
+        if i == L - 1:
+            slot = leaf_slot[row]
+            pfn = leaf_pfn[slot, e]
+            if leaf_cont[slot, e]:
+                shift = ps + geo[G_CONT_PTE]
+            break
+        v = np.int64(nxt[geo[f + 2] + row * (geo[f + 1] + 1) + e])
+        if v <= -2:
+            b = geo[f + 4] - 2 - v
+            pfn = bpfn[b] + ((addr & ((np.int64(1) << lshift) - 1)) >> ps)
+            shift = lshift + geo[G_CONT_PMD] if bcont[b] else lshift
+            break
+        if v < 0:
+            break
+        row = v
+    if pfn < 0:
+        return np.int64(-1), ps
+    return pfn, shift
+
+
+@njit(cache=True, inline="always")
+def hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, desc):
+    """What the MMU sees for one address over hw_tables() (the tuples spread into their
+    arrays): the primary table, or the secondary (Linux) one for a primary page listed
+    in the sorted `fallback` array (the native table's fallback pages). Returns (kernel
+    pfn or -1, base_shift, leaf_shift) and fills desc[:width] (-1 below the walk), as
+    hw_lookup()/lookup() do."""
+    for j in range(tp[T_WIDTH]):
+        desc[j] = -1
+    ps = tp[T_PS]
+    if fallback.size:
+        p = addr >> ps
+        k = np.searchsorted(fallback, p)
+        if k < fallback.size and fallback[k] == p:
+            pfn, shift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
+            return pfn, s_geo[G_PS], shift
+    pfn, shift = table_walk(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont, desc)
+    r = tp[T_R]
+    if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
+        pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
+    return pfn, ps, shift
+
+
 # Scalar parameters of tlb_run(), packed in one int64 array (tlb.py: _kernel_params).
 (P_L1_SETS, P_L1_WAYS, P_L2_SETS, P_L2_WAYS, P_WC_SETS, P_WC_WAYS, P_LRU,
  P_D1_SETS, P_D1_WAYS, P_D2_SETS, P_D2_WAYS,
@@ -334,7 +411,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     - 0, a Lookup: present bool[n], pfn int64[n], base_shift/leaf_shift int8[n], desc
       int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
       validated by tlb.py; `tables` is unused.
-    - 1, the page table itself: `tables` = hw_tables() (pgtable_walk.hw_translate); the
+    - 1, the page table itself: `tables` = hw_tables() (hw_translate above); the
       per-access arrays are unused. The translation of each kernel page is read once per
       call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
       miss. The same counts as mode 0 over lookup() of the same table.

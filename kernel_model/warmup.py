@@ -10,9 +10,8 @@ the first sweep each compile the kernels themselves, in every worker at once.
 Where the cache lives is numba's choice: the package's __pycache__ when writable, else
 a per-user cache directory; NUMBA_CACHE_DIR overrides both (e.g. for a read-only,
 non-editable install shared by several users, or a cluster's shared filesystem). Numba
-keys a cached kernel on its own source file only: after editing a module a kernel
-inlines from another file (pgtable_walk.py into tlb_cache.py), run this again with
---force.
+keys a cached kernel on its own source file only, so every kernel here keeps what it
+inlines in its own file; --force drops the cached kernels first anyway.
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ def warm() -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernel_model.warmup", description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="drop the cached kernels of kernel_model and workloads "
-                                                         "first (after editing a module another one inlines)")
+                                                         "first, then compile them again")
     args = ap.parse_args(argv)
     if args.force:
         _drop_caches()
