@@ -41,6 +41,8 @@ BENCHES = {
     "page_alloc": ("bench_page_alloc.py", ["--ops", "50000", "--compact-frames", "524288"], []),
     "memory": ("bench_memory.py", ["--sizes", "8,32", "--cell"], ["--sizes", "16,64,256", "--cell"]),
     "faults": ("bench_faults.py", [], ["--full"]),
+    # a recorded sort -n trace (cached under ~/.cache/pagesweep): ~4.6 M accesses quick, ~27 M full
+    "trace": ("bench_trace.py", ["--numbers", "4000"], ["--numbers", "20000", "--profile"]),
 }
 ENGINE_OVERHEAD_MS = 50.0   # target: engine overhead per cell
 ENGINE_EFFICIENCY = 0.90    # target: 1 -> 2 worker scaling efficiency

@@ -15,6 +15,10 @@ import numpy as np
 
 from .arch.arm64 import contpte
 from .geometry import DESC_SIZE
+# the layout of walk_tables() that the compiled walk (tlb_cache.table_walk) reads
+from .tlb_cache import G_CONT_PMD, G_CONT_PTE, G_L, G_LEVEL_FIELDS, G_LEVELS, G_PS
+
+_NO_PAGES = np.zeros(0, np.int64)
 
 
 @dataclass
@@ -38,7 +42,49 @@ class Lookup:
 
 
 class PageTableWalk:
-    """lookup(), pte_get(), range_none(), pmd_blocks_in(): PageTable's read side."""
+    """lookup(), walk_tables(), pte_get(), range_none(), pmd_blocks_in(): PageTable's read side."""
+
+    def walk_tables(self) -> tuple:
+        """The table as the tuple (geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont)
+        that tlb_cache.table_walk() reads: the rows of _walk_index() concatenated over the
+        levels, and the leaf pool itself (shared, not copied: a later set_ptes into an existing
+        leaf table is seen). Rebuilt only after a table or block changed."""
+        key = (self._gen, id(self._pfn))
+        cached = getattr(self, "_walk_tables_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        levels = self._walk_index()
+        L = self._L
+        geo = np.zeros(G_LEVELS + G_LEVEL_FIELDS * L, np.int64)
+        geo[G_L], geo[G_PS] = L, self._ps
+        geo[G_CONT_PTE] = contpte.ilog2(self.geom.cont_pte)
+        geo[G_CONT_PMD] = contpte.ilog2(self.geom.cont_pmd)
+        nxt, phys, bpfn, bcont = [], [], [], []
+        n_nxt = n_phys = n_blk = 0
+        leaf_slot = np.zeros(0, np.int64)
+        for i, (vals, slots, nx, barr) in enumerate(levels):
+            geo[G_LEVELS + G_LEVEL_FIELDS * i: G_LEVELS + G_LEVEL_FIELDS * (i + 1)] = (
+                self._shift[i], self._entries[i] - 1, n_nxt, n_phys, n_blk)
+            phys.append(vals)
+            n_phys += vals.size
+            if nx is None:
+                leaf_slot = np.ascontiguousarray(slots, np.int64)
+                continue
+            nxt.append(nx.ravel())
+            n_nxt += nx.size
+            bpfn.append(barr[0])
+            bcont.append(barr[2])
+            n_blk += barr[0].size
+        cat = lambda parts, dt: np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dt)
+        out = (geo, cat(nxt, np.int32), cat(phys, np.int64), cat(bpfn, np.int64), cat(bcont, np.bool_),
+               leaf_slot, self._pfn, self._cont)
+        self._walk_tables_cache = (key, out)
+        return out
+
+    def hw_tables(self) -> tuple:
+        """(primary, secondary, fallback, params) for tlb_cache.hw_translate(): this table alone."""
+        t = self.walk_tables()
+        return t, t, _NO_PAGES, np.array([0, self._ps, self._ps, self._L], np.int64)
 
     def lookup(self, addrs) -> Lookup:
         """Walk every address as the MMU would, vectorised per level (see _walk)."""

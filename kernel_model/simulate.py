@@ -16,6 +16,7 @@ from collections import Counter
 
 import numpy as np
 
+from .access_events import FirstTouch
 from .system import System
 
 METRIC_NAMES = (
@@ -107,6 +108,7 @@ class Runner:
             ph.Exec: self._exec, ph.LoadElf: self._load_elf, ph.Mlock: self._mlock, ph.Pin: self._pin,
             ph.TouchTail: self._touch_tail, ph.ReadPagemap: self._read_pagemap, ph.UffdFill: self._uffd_fill,
             ph.Spawn: self._spawn, ph.MapRange: self._map_range, ph.CachePages: self._cache_pages,
+            ph.TraceAccess: self._trace_access,
         }.get(type(phase))
         if handler is None:
             raise TypeError(f"simulate: unknown workload phase {phase!r}")
@@ -276,7 +278,7 @@ class Runner:
             return
         if phase.region is None:
             addrs = phase.offsets
-            self._map_trace_pages(addrs)
+            self._check_va(addrs)
         else:
             if phase.region not in self.regions:
                 raise KeyError(f"workload accesses region {phase.region!r} before mapping it")
@@ -284,19 +286,50 @@ class Runner:
             if int(phase.offsets.max()) >= length or int(phase.offsets.min()) < 0:
                 raise ValueError(f"workload accesses region {phase.region!r} outside its {length} bytes")
             addrs = phase.offsets + base
-        ok = self._fault_in(addrs, phase.is_write)
-        self._run_tlb(addrs[ok], phase.is_write[ok])
+        seen = FirstTouch(self._page_shift)
+        ev = seen.events(addrs, phase.is_write)
+        if phase.region is None:
+            self._map_trace_pages(seen.pages())
+        bad = self._fault_events(addrs[ev], phase.is_write[ev])
+        self._run_tlb([(addrs, phase.is_write)], bad, seen)
 
-    def _map_trace_pages(self, addrs: np.ndarray) -> None:
-        """Cover every process page a trace touches with anonymous read-write memory."""
+    def _trace_access(self, phase) -> None:
+        """A whole recorded trace as ONE Access phase (region None), read twice in bounded
+        chunks (lackey text is parsed once: TraceAccess.two_passes spools it): pass 1 finds each page's fault events (first touch, first write) over the
+        whole trace; then every page it touches is mapped, the events are faulted in trace
+        order, and pass 2 runs the TLB over the table as the faults left it. So a trace gives
+        the same result as one Access phase of all its accesses, whatever the chunk size;
+        what outlives a chunk is proportional to the footprint (the pages, <= 2 events each)."""
+        seen = FirstTouch(self._page_shift)
+        ev_addrs, ev_writes = [], []
+        with phase.two_passes() as (first, again):
+            for addrs, is_write in first:
+                self._check_va(addrs)
+                ev = seen.events(addrs, is_write)
+                ev_addrs.append(addrs[ev])
+                ev_writes.append(is_write[ev])
+            if not ev_addrs or not sum(a.size for a in ev_addrs):
+                return
+            self._map_trace_pages(seen.pages())
+            bad = self._fault_events(np.concatenate(ev_addrs), np.concatenate(ev_writes))
+            self._run_tlb(again(), bad, seen)
+
+    @property
+    def _page_shift(self) -> int:
+        return self.page_size.bit_length() - 1
+
+    def _check_va(self, addrs: np.ndarray) -> None:
+        limit = 1 << self.system.va_bits
+        if addrs.size and (int(addrs.max()) >= limit or int(addrs.min()) < 0):
+            raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
+                             f"(kernel.va_bits)")
+
+    def _map_trace_pages(self, pages: np.ndarray) -> None:
+        """Cover every process page a trace touches (`pages`: sorted page numbers) with
+        anonymous read-write memory."""
         from .abi import MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_READ, PROT_WRITE
 
         ps = self.page_size
-        limit = 1 << self.system.va_bits
-        if int(addrs.max()) >= limit or int(addrs.min()) < 0:
-            raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
-                             f"(kernel.va_bits)")
-        pages = np.unique(addrs // ps)
         brk = np.flatnonzero(np.diff(pages) != 1) + 1
         vmas = self.proc.mm.vmas
         for run in np.split(pages, brk):
@@ -311,6 +344,13 @@ class Runner:
                         raise OSError(-ret, f"mapping trace range {a:#x}-{gap_end:#x}: {os.strerror(-ret)}")
                 if vma is not None:
                     a = max(a, vma.end)
+
+    def _fault_events(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
+        """Fault the event accesses (FirstTouch: at most a first touch and a first write per
+        page, in access order) through _fault_in, which takes exactly the faults it would
+        take over the whole stream; returns the sorted pages that raised a signal."""
+        ok = self._fault_in(addrs, is_write)
+        return np.unique(addrs[~ok] >> self._page_shift)
 
     def _fault_in(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
         """Fault every process page at its first touch, and again at its first write after a
@@ -333,18 +373,31 @@ class Runner:
             return np.ones(addrs.size, bool)
         return ~np.isin(pages, np.array(bad_pages, dtype=np.int64))
 
-    def _run_tlb(self, addrs: np.ndarray, is_write: np.ndarray) -> None:
-        from .tlb import simulate_tlb
+    def _run_tlb(self, chunks, bad: np.ndarray, seen) -> None:
+        """The TLB over the stream (chunks of (addrs, is_write)), skipping the accesses to
+        pages that raised a signal; the hardware walks the table in its current state, only
+        on an L2 TLB miss (tlb.simulate_tlb_tables)."""
+        from .tlb import simulate_tlb_tables
 
-        if addrs.size == 0:
-            return
         mm = self.proc.mm
-        table = mm.native if mm.native is not None else None
-        lookup = table.hw_lookup(addrs) if table is not None else mm.pgtable.lookup(addrs)
-        counts = simulate_tlb(addrs, lookup, self.tlb_cfg, is_write=is_write,
-                              kernel_page_shift=self.system.kgeom.page_shift, state=self.tlb_state)
-        for k, v in counts.items():
-            self.tlb[k] += int(v)
+        if mm.native is not None:
+            pages = seen.pages()
+            if bad.size:
+                pages = pages[~np.isin(pages, bad)]
+            mm.native.build_spans(np.unique(pages >> (mm.native.span_shift - self._page_shift)))
+            tables = mm.native.hw_tables()
+        else:
+            tables = mm.pgtable.hw_tables()
+        for addrs, is_write in chunks:
+            if bad.size:
+                ok = ~np.isin(addrs >> self._page_shift, bad)
+                addrs, is_write = addrs[ok], is_write[ok]
+            if addrs.size == 0:
+                continue
+            counts = simulate_tlb_tables(addrs, tables, self.tlb_cfg, is_write=is_write,
+                                         kernel_page_shift=self.system.kgeom.page_shift, state=self.tlb_state)
+            for k, v in counts.items():
+                self.tlb[k] += int(v)
 
     # -- results ----------------------------------------------------------------------
     def metrics(self) -> dict:

@@ -10,8 +10,12 @@ define what it caches are:
   because entries of the old and new size must never coexist; the model therefore
   gives each address exactly one entry, of the size its final mapping has.
 
-Input: the final-state page-table walk of each access (a pgtable `Lookup`), so a page
-first touched during the run is simply a cold miss.  Output: counts.
+Input: the page table in its final state for the access stream, so a page first
+touched during the run is simply a cold miss; either a pgtable `Lookup` of every access
+(simulate_tlb) or the table itself (simulate_tlb_tables: hw_tables() arrays, walked by
+the compiled loop only on an L2 TLB miss, the translation of each kernel page read once
+per call through a memo; what simulate() uses).  Both give the same counts.  Output:
+counts.
 
 Entry key.  With tlb.coalesce_contig the entry of an access covers its mapping
 (shift = leaf_shift: a base page, a folded contpte run or a block); without, every entry
@@ -39,12 +43,12 @@ the architecture does not let a TLB or walk cache hold an entry that faults.  Th
 keeps walk results inside its L2 TLB; here the walk cache is a separate structure with
 its own entries/ways (tlb.walk_cache) so that its reach can be swept on its own.
 
-Pre-filter.  An access to the same TLB entry and the same data line as the previous
-(present) access hits L1 and L1D and leaves every replacement state unchanged (both
-entries are already the most recent), so the kernel skips it after one comparison of
-(key, line) with the previous access.  The keys and lines are computed inside the
-kernel's single pass rather than as numpy temporaries: the only O(n) arrays are the
-caller's Lookup fields (kernel_model/tlb_cache.py: tlb_run).
+Pre-filter.  An access to the L1 TLB's most recent entry (the previous present access's)
+whose data line is the most recent of its L1D set hits both and leaves every replacement
+state unchanged, so the kernel skips it after two comparisons.  The keys and lines are
+computed inside the kernel's single pass rather than as numpy temporaries: the only O(n)
+arrays are the caller's addresses (and Lookup fields) (kernel_model/tlb_cache.py:
+tlb_run).
 """
 
 from __future__ import annotations
@@ -280,6 +284,62 @@ class TlbState:
         self.arrays = fresh[:3] + self.arrays[3:5] + fresh[5:]
 
 
+def _no_tables() -> tuple:
+    """A placeholder of hw_tables()'s types for a tlb_run over Lookup arrays."""
+    i64, b = np.zeros(1, np.int64), np.zeros(1, np.bool_)
+    tab = (i64, np.zeros(1, np.int32), i64, i64, b, i64, np.zeros((1, 1), np.int64), np.zeros((1, 1), np.bool_))
+    return tab, tab, np.zeros(0, np.int64), np.array([0, MIN_SHIFT, MIN_SHIFT, 1], np.int64)
+
+
+_NO_LOOKUP = (np.zeros(0, np.bool_), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int8),
+              np.zeros((0, 1), np.int64))
+
+
+def _run_args(cfg: TlbConfig, kernel_page_shift, is_write, n: int, state):
+    """Checked (params, state, write count) shared by both entry points."""
+    if not isinstance(cfg, TlbConfig):
+        raise ValueError(f"simulate_tlb: cfg must be a TlbConfig (TlbConfig.from_cfg(cfg.tlb)), got {type(cfg).__name__}")
+    writes = 0
+    if is_write is not None:
+        is_write = np.asarray(is_write)
+        if is_write.shape != (n,):
+            raise ValueError(f"simulate_tlb: is_write must have shape ({n},), got {is_write.shape}")
+        writes = int(np.count_nonzero(is_write))
+    kps = 0
+    if cfg.model_data_lines:
+        if kernel_page_shift is None:
+            raise ValueError("simulate_tlb: pass kernel_page_shift= (the kernel's PAGE_SHIFT, the unit "
+                             "of lookup.pfn) to place data lines, or set tlb.model_data_lines: false")
+        kps = _int(kernel_page_shift, "kernel_page_shift", minimum=MIN_SHIFT)
+    if state is None:
+        state = TlbState(cfg)
+    elif state.cfg is not cfg:
+        raise ValueError("simulate_tlb: state was made for another TlbConfig")
+    return _kernel_params(cfg, kps), state, writes
+
+
+def _results(out, n: int, writes: int, cfg: TlbConfig) -> dict:
+    c = tlb_cache
+    res = {
+        "accesses": n,
+        "l1_tlb_misses": int(out[c.C_L1_MISS]),
+        "l2_tlb_misses": int(out[c.C_L2_MISS]),
+        "walks": int(out[c.C_WALKS]),
+        "walk_mem_refs": int(out[c.C_WALK_REFS]),
+        "walk_cycles": int(out[c.C_WALK_CYCLES]),
+        "tlb_walk_cache_hits": int(out[c.C_WC_HITS]),
+        "tlb_pgtable_l1d_misses": int(out[c.C_PT_L1D_MISS]),
+        "tlb_pgtable_l2d_misses": int(out[c.C_PT_L2D_MISS]),
+        "tlb_data_l1d_misses": int(out[c.C_DATA_L1D_MISS]),
+        "tlb_data_l2d_misses": int(out[c.C_DATA_L2D_MISS]),
+        "tlb_not_present": int(out[c.C_NOT_PRESENT]),
+        "tlb_write_accesses": writes,
+    }
+    res["tlb_cycles"] = (n * cfg.l1.latency + res["l1_tlb_misses"] * cfg.l2.latency
+                         + res["walk_cycles"])
+    return res
+
+
 def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None,
                  state: TlbState | None = None) -> dict:
     """Translate the access stream `addrs` whose final-state walks are `lookup`.
@@ -302,44 +362,32 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
         raise ValueError(f"simulate_tlb: cfg must be a TlbConfig (TlbConfig.from_cfg(cfg.tlb)), got {type(cfg).__name__}")
     addrs, present, pfn, base_shift, leaf_shift, desc = _lookup_arrays(addrs, lookup)
     n = addrs.shape[0]
-    writes = 0
-    if is_write is not None:
-        is_write = np.asarray(is_write)
-        if is_write.shape != (n,):
-            raise ValueError(f"simulate_tlb: is_write must have shape ({n},), got {is_write.shape}")
-        writes = int(np.count_nonzero(is_write))
-
-    kps = 0
-    if cfg.model_data_lines:
-        if kernel_page_shift is None:
-            raise ValueError("simulate_tlb: pass kernel_page_shift= (the kernel's PAGE_SHIFT, the unit "
-                             "of lookup.pfn) to place data lines, or set tlb.model_data_lines: false")
-        kps = _int(kernel_page_shift, "kernel_page_shift", minimum=MIN_SHIFT)
-    if state is None:
-        state = TlbState(cfg)
-    elif state.cfg is not cfg:
-        raise ValueError("simulate_tlb: state was made for another TlbConfig")
-    out = tlb_cache.tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc,
-                            _kernel_params(cfg, kps), state.arrays)
-    c = tlb_cache
-    res = {
-        "accesses": n,
-        "l1_tlb_misses": int(out[c.C_L1_MISS]),
-        "l2_tlb_misses": int(out[c.C_L2_MISS]),
-        "walks": int(out[c.C_WALKS]),
-        "walk_mem_refs": int(out[c.C_WALK_REFS]),
-        "walk_cycles": int(out[c.C_WALK_CYCLES]),
-        "tlb_walk_cache_hits": int(out[c.C_WC_HITS]),
-        "tlb_pgtable_l1d_misses": int(out[c.C_PT_L1D_MISS]),
-        "tlb_pgtable_l2d_misses": int(out[c.C_PT_L2D_MISS]),
-        "tlb_data_l1d_misses": int(out[c.C_DATA_L1D_MISS]),
-        "tlb_data_l2d_misses": int(out[c.C_DATA_L2D_MISS]),
-        "tlb_not_present": int(n - np.count_nonzero(present)),
-        "tlb_write_accesses": writes,
-    }
-    res["tlb_cycles"] = (n * cfg.l1.latency + res["l1_tlb_misses"] * cfg.l2.latency
-                         + res["walk_cycles"])
-    return res
+    params, state, writes = _run_args(cfg, kernel_page_shift, is_write, n, state)
+    out = tlb_cache.tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state.arrays,
+                            _no_tables())
+    return _results(out, n, writes, cfg)
 
 
-__all__ = ["TlbConfig", "TlbLevel", "DataCache", "TlbState", "simulate_tlb", "REPLACEMENT_POLICIES"]
+def simulate_tlb_tables(addrs, tables, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None,
+                        state: TlbState | None = None) -> dict:
+    """simulate_tlb() over the page table itself instead of a Lookup of every access:
+    `tables` is table.hw_tables() (a PageTable, or a NativePageTable after build_spans()
+    of the spans walked). Walks only on an L2 TLB miss; the same result as
+    simulate_tlb(addrs, table.lookup(addrs) / hw_lookup(addrs), ...). addrs must lie in
+    the table's VA range (the caller's check; a negative one is refused here)."""
+    addrs = np.asarray(addrs)
+    if addrs.ndim != 1 or not np.issubdtype(addrs.dtype, np.integer):
+        raise ValueError(f"simulate_tlb: addrs must be a 1-D integer array, got "
+                         f"shape {addrs.shape} dtype {addrs.dtype}")
+    addrs = np.ascontiguousarray(addrs, np.int64)
+    n = addrs.shape[0]
+    params, state, writes = _run_args(cfg, kernel_page_shift, is_write, n, state)
+    if n and int(addrs.min()) < 0:
+        raise ValueError(f"simulate_tlb: address {int(addrs.min())} is negative")
+    params[tlb_cache.P_TABLES] = 1
+    out = tlb_cache.tlb_run(addrs, *_NO_LOOKUP, params, state.arrays, tables)
+    return _results(out, n, writes, cfg)
+
+
+__all__ = ["TlbConfig", "TlbLevel", "DataCache", "TlbState", "simulate_tlb", "simulate_tlb_tables",
+           "REPLACEMENT_POLICIES"]

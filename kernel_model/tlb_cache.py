@@ -1,4 +1,6 @@
-"""Set-associative caches for the translation model: the sequential kernels of tlb.py.
+"""Set-associative caches for the translation model: the sequential kernels of tlb.py,
+and the hardware table walk (table_walk, hw_translate) tlb_run performs on an L2 TLB miss
+over a PageTable's walk_tables() arrays.
 
 Every structure here (L1 dTLB, L2 TLB, walk cache, L1D, L2D) is `sets` rows of `ways`
 tags, int64[sets, ways].  The contracts:
@@ -26,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .geometry import DESC_SIZE
+
 EMPTY = -1
 HIT = -2  # cache_access(): the tag was present
 
@@ -40,7 +44,8 @@ C_PT_L1D_MISS = 6
 C_PT_L2D_MISS = 7
 C_DATA_L1D_MISS = 8
 C_DATA_L2D_MISS = 9
-NR_COUNTERS = 10
+C_NOT_PRESENT = 10
+NR_COUNTERS = 11
 
 # Where a data-cache read was served, as returned by dcache_read().
 SERVED_L1D, SERVED_L2D, SERVED_MEM = 0, 1, 2
@@ -130,8 +135,11 @@ def cache_invalidate(c, s, tag):
 
 
 # Fully associative structures wider than this use fa_access() (hash + LRU list, O(1)
-# per access) instead of a scan of every way: a 48-way scan per access was 60+ ns.
-FA_SCAN_MAX_WAYS = 8
+# per access) instead of the row scan. Up to 64 ways the scan wins: the row is in recency
+# order, most hits are in its first ways (a real trace: ~90 % in the first four), and
+# ranks 0 and 1 are checked inline in tlb_run (measured on a 27 M-access sort -n trace and
+# on bench_tlb's zipf stream: the 48-way scan 2-3x faster than the hash).
+FA_SCAN_MAX_WAYS = 64
 _HASH_MUL = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15, Fibonacci hashing
 
 
@@ -190,6 +198,18 @@ def fa_access(keys, prev, nxt, table, meta, tag, lru):
     least recent (LRU) or the oldest fill (FIFO: hits never reorder the list), and
     returns the evicted tag or -1.
     """
+    # The most recent two entries first, without hashing: in a program's access stream
+    # most hits are there (a rank-0 hit changes nothing, a rank-1 hit relinks one entry).
+    w = meta[0]
+    if w != EMPTY:
+        if keys[w] == tag:
+            return HIT
+        w = nxt[w]
+        if w != EMPTY and keys[w] == tag:
+            if lru:
+                _fa_unlink(prev, nxt, meta, w)
+                _fa_push_front(prev, nxt, meta, w)
+            return HIT
     mask = table.shape[0] - 1
     bits = meta[3]
     i = _fa_slot(tag, mask, bits)
@@ -279,11 +299,91 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
     return -1
 
 
+# ---- the hardware walk, run on an L2 TLB miss ---------------------------------------
+# Here, not in pgtable_walk.py, because tlb_run inlines it: numba keys a cached kernel on
+# its own source file, so a kernel and everything it inlines must live in one file.
+
+# The walk tables: a PageTable as flat arrays a compiled walk reads (walk_tables()).
+# geo int64: G_* scalars, then G_LEVEL_FIELDS per level top first (shift, entry mask,
+# base of its rows in nxt, base of its rows in phys, base of its blocks in bpfn/bcont).
+G_L, G_PS, G_CONT_PTE, G_CONT_PMD, G_LEVELS = range(5)
+G_LEVEL_FIELDS = 5
+MAX_LEVELS = 5  # 52-bit VA with a 4K granule (LPA2) has 5
+# hw_tables() params: log2(kernel pages per primary page), kernel page shift, primary
+# page shift, desc width (levels of the deeper table).
+T_R, T_KS, T_PS, T_WIDTH = range(4)
+
+
+@njit(cache=True, inline="always")
+def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont, desc):
+    """The hardware walk of one address over the walk_tables() arrays (passed one by one:
+    a tuple argument costs a reference count per array per call, more than the walk), as
+    _walk() does it: writes the physical address of each descriptor read into desc[level]
+    (top first; entries below the walk are left alone) and returns (pfn, leaf_shift): pfn
+    in the table's page units, -1 when not mapped (leaf_shift is then the page shift)."""
+    L, ps = geo[G_L], geo[G_PS]
+    row = np.int64(0)
+    pfn = np.int64(-1)
+    shift = ps
+    for i in range(L):
+        f = G_LEVELS + G_LEVEL_FIELDS * i
+        lshift = geo[f]
+        e = (addr >> lshift) & geo[f + 1]
+        desc[i] = phys[geo[f + 3] + row] + e * DESC_SIZE
+        if i == L - 1:
+            slot = leaf_slot[row]
+            pfn = leaf_pfn[slot, e]
+            if leaf_cont[slot, e]:
+                shift = ps + geo[G_CONT_PTE]
+            break
+        v = np.int64(nxt[geo[f + 2] + row * (geo[f + 1] + 1) + e])
+        if v <= -2:
+            b = geo[f + 4] - 2 - v
+            pfn = bpfn[b] + ((addr & ((np.int64(1) << lshift) - 1)) >> ps)
+            shift = lshift + geo[G_CONT_PMD] if bcont[b] else lshift
+            break
+        if v < 0:
+            break
+        row = v
+    if pfn < 0:
+        return np.int64(-1), ps
+    return pfn, shift
+
+
+@njit(cache=True, inline="always")
+def hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, desc):
+    """What the MMU sees for one address over hw_tables() (the tuples spread into their
+    arrays): the primary table, or the secondary (Linux) one for a primary page listed
+    in the sorted `fallback` array (the native table's fallback pages). Returns (kernel
+    pfn or -1, base_shift, leaf_shift) and fills desc[:width] (-1 below the walk), as
+    hw_lookup()/lookup() do."""
+    for j in range(tp[T_WIDTH]):
+        desc[j] = -1
+    ps = tp[T_PS]
+    if fallback.size:
+        p = addr >> ps
+        k = np.searchsorted(fallback, p)
+        if k < fallback.size and fallback[k] == p:
+            pfn, shift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
+            return pfn, s_geo[G_PS], shift
+    pfn, shift = table_walk(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont, desc)
+    r = tp[T_R]
+    if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
+        pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
+    return pfn, ps, shift
+
+
 # Scalar parameters of tlb_run(), packed in one int64 array (tlb.py: _kernel_params).
 (P_L1_SETS, P_L1_WAYS, P_L2_SETS, P_L2_WAYS, P_WC_SETS, P_WC_WAYS, P_LRU,
  P_D1_SETS, P_D1_WAYS, P_D2_SETS, P_D2_WAYS,
  P_WC_LATENCY, P_D1_LATENCY, P_D2_LATENCY, P_MEM_LATENCY,
- P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, NR_PARAMS) = range(20)
+ P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, P_TABLES, NR_PARAMS) = range(21)
+
+# Table mode: translations of kernel pages already walked in this call are kept in a
+# direct-mapped memo of up to 2**MEMO_BITS entries (a software shortcut over a table that does
+# not change during the call, not a modelled structure).
+MEMO_BITS = 16
 
 
 @njit(cache=True)
@@ -303,23 +403,29 @@ def tlb_state_new(params):
             fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
 
 
-@njit(cache=True)
-def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
+@njit(cache=True, error_model="numpy")
+def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
-    addrs int64[n], present bool[n], pfn int64[n], base_shift/leaf_shift int8[n],
-    desc int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
-    validated by tlb.py.  params: int64[NR_PARAMS] (P_* indices).
-    Returns int64[NR_COUNTERS] (C_* indices).
+    Two sources of translations (params[P_TABLES]):
+    - 0, a Lookup: present bool[n], pfn int64[n], base_shift/leaf_shift int8[n], desc
+      int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
+      validated by tlb.py; `tables` is unused.
+    - 1, the page table itself: `tables` = hw_tables() (hw_translate above); the
+      per-access arrays are unused. The translation of each kernel page is read once per
+      call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
+      miss. The same counts as mode 0 over lookup() of the same table.
+    params: int64[NR_PARAMS] (P_* indices). Returns int64[NR_COUNTERS] (C_* indices).
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
     (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
-    line as the previous one, both present, is an L1 TLB and L1D hit on entries that
-    are already the most recent: it changes no state and is skipped (the pre-filter).
+    An access whose key is the L1 TLB's most recent entry and whose line is the most
+    recent of its L1D set hits both without changing any state: it is skipped after
+    two comparisons (the pre-filter).
     """
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
-    wc_sets, wc_ways = params[P_WC_SETS], params[P_WC_WAYS]
+    wc_sets = params[P_WC_SETS]
     lru = params[P_LRU] != 0
     coalesce = params[P_COALESCE] != 0
     data_lines = params[P_DATA_LINES] != 0
@@ -328,41 +434,106 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
     line_shift = params[P_LINE_SHIFT]
     wc_latency, d1_latency = params[P_WC_LATENCY], params[P_D1_LATENCY]
     d2_latency, mem_latency = params[P_D2_LATENCY], params[P_MEM_LATENCY]
+    from_tables = params[P_TABLES] != 0
 
     # Counters in locals, not out[]: numba keeps them in registers (an array store per
     # event cannot be, since out could alias the inputs), about a tenth of the loop.
     n_l1_miss = n_l2_miss = n_walks = n_walk_refs = n_walk_cycles = n_wc_hits = np.int64(0)
-    n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = np.int64(0)
+    n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = n_absent = np.int64(0)
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
     (l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
-    nlev = desc.shape[1]
+    prim, sec, fallback, tp = tables
+    p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont = prim
+    s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont = sec
+    # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
+    # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
+    # translations of the last two pages are kept in locals (accesses alternate often)
+    msize = 1
+    if from_tables:  # no larger than the stream: a short phase does not pay for a big memo
+        while msize < (1 << MEMO_BITS) and msize < addrs.shape[0]:
+            msize <<= 1
+    memo = np.full((msize, 2), EMPTY, np.int64)
+    scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
+    ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
+    # the current and the previous kernel page: translation decoded (pfn, TLB entry shift
+    # and key); the key of a page is that of every access to it (entry shift >= ks)
+    scratch_page = EMPTY  # the kernel page whose walk scratch holds
+    cur_page = old_page = EMPTY
+    cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
+    nlev = desc.shape[1] if not from_tables else MAX_LEVELS
+    d1_sets = d1.shape[0]
     prev_key = EMPTY
-    prev_line = EMPTY
     for i in range(addrs.shape[0]):
+        addr = addrs[i]
+        if from_tables:
+            kp = addr >> ks
+            if kp != cur_page:
+                if kp == old_page:
+                    old_page, cur_page = cur_page, kp
+                    old_pfn, cur_pfn = cur_pfn, old_pfn
+                    old_shift, cur_shift = cur_shift, old_shift
+                    old_key, cur_key = cur_key, old_key
+                else:
+                    m = kp & (msize - 1)
+                    if memo[m, 0] != kp:
+                        tpfn, tbase, tleaf = hw_translate(
+                            addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                            s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                        scratch_page = kp
+                        memo[m, 0] = kp
+                        memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
+                    tr = memo[m, 1]
+                    old_page, old_pfn, old_shift, old_key = cur_page, cur_pfn, cur_shift, cur_key
+                    cur_page = kp
+                    cur_pfn = (tr >> 16) - 1
+                    cur_shift = (tr & 255) if coalesce else ((tr >> 8) & 255)
+                    cur_key = ((addr >> cur_shift) << 6) | cur_shift
+            a_pfn = cur_pfn
+            is_present = a_pfn >= 0
+            shift = cur_shift
+            key = cur_key
+        else:
+            is_present = present[i]
+            a_pfn = pfn[i]
+            shift = np.int64(leaf_shift[i]) if coalesce else np.int64(base_shift[i])
+            key = ((addr >> shift) << 6) | shift
         walk = False
-        if not present[i]:
+        if not is_present:
+            n_absent += 1
             prev_key = EMPTY
             n_l1_miss += 1
             n_l2_miss += 1
             walk = True
             line = EMPTY
         else:
-            addr = addrs[i]
-            shift = np.int64(leaf_shift[i] if coalesce else base_shift[i])
             tag = addr >> shift
-            key = (tag << 6) | shift
             line = EMPTY
             if data_lines:
-                line = ((pfn[i] << kps) | (addr & kmask)) >> line_shift
-            if key == prev_key and line == prev_line:
-                continue
-            prev_key = key
-            prev_line = line
-            if l1_fa:
+                line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
+            if key == prev_key:
+                # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
+                # that changes nothing. If the line is also its L1D set's most recent, the
+                # data read is such a hit too and the access changes no state at all.
+                if not data_lines or d1[set_index(line, d1_sets), 0] == line:
+                    continue
+                r1 = HIT
+            elif l1_fa:
                 r1 = fa_access(fa1k, fa1p, fa1n, fa1t, fa1m, key, lru)
             else:
-                r1 = cache_access(l1, set_index(tag, l1_sets), key, lru)
+                # ranks 0 and 1 of the set inline (most hits): a call passing the arrays
+                # costs atomic reference counting, several times the lookup itself
+                s1 = set_index(tag, l1_sets)
+                if l1[s1, 0] == key:
+                    r1 = HIT
+                elif l1_ways > 1 and l1[s1, 1] == key:
+                    if lru:
+                        l1[s1, 1] = l1[s1, 0]
+                        l1[s1, 0] = key
+                    r1 = HIT
+                else:
+                    r1 = cache_access(l1, s1, key, lru)
+            prev_key = key
             if r1 != HIT:
                 n_l1_miss += 1
                 if l2_fa:
@@ -374,9 +545,17 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
                     walk = True
         if walk:
             n_walks += 1
+            if from_tables:
+                if scratch_page != addr >> ks:  # not the walk that just filled the memo
+                    hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
+                                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                    scratch_page = addr >> ks
+                drow = scratch
+            else:
+                drow = desc[i]
             last = -1
             for j in range(nlev):
-                if desc[i, j] >= 0:
+                if drow[j] >= 0:
                     last = j
             # The walk cache holds table descriptors (all levels above the last one
             # read); probe deepest first, resume the walk below the deepest hit.
@@ -384,17 +563,18 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
             if wc_sets > 0:
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
-                    d = desc[i, j]
+                    d = drow[j]
                     if d >= 0 and cache_lookup(wc, set_index(d >> 3, wc_sets), d, lru):
                         n_wc_hits += 1
                         start = j + 1
                         break
             for j in range(start, last + 1):
-                d = desc[i, j]
+                d = drow[j]
                 if d < 0:
                     continue
                 n_walk_refs += 1
-                served = dcache_read(d1, d2, d >> line_shift)
+                dl = d >> line_shift
+                served = SERVED_L1D if d1[set_index(dl, d1_sets), 0] == dl else dcache_read(d1, d2, dl)
                 if served == SERVED_L1D:
                     n_walk_cycles += d1_latency
                 elif served == SERVED_L2D:
@@ -406,7 +586,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
                     n_pt_l2d_miss += 1
                 if j < last and wc_sets > 0:
                     cache_fill(wc, set_index(d >> 3, wc_sets), d)
-        if line >= 0:
+        if line >= 0 and d1[set_index(line, d1_sets), 0] != line:  # not a rank-0 L1D hit
             served = dcache_read(d1, d2, line)
             if served != SERVED_L1D:
                 n_data_l1d_miss += 1
@@ -423,4 +603,5 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state):
     out[C_PT_L2D_MISS] = n_pt_l2d_miss
     out[C_DATA_L1D_MISS] = n_data_l1d_miss
     out[C_DATA_L2D_MISS] = n_data_l2d_miss
+    out[C_NOT_PRESENT] = n_absent
     return out

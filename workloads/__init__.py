@@ -16,11 +16,10 @@ from workloads.files import ElfTreeWorkload, FileSetWorkload, FileTreeWorkload
 from workloads.mixed import MixedWorkload
 from workloads.snapshot import SnapshotWorkload
 from workloads.synthetic import SyntheticWorkload
-from workloads.trace import TraceWorkload
 
 _BY_KIND = {
     "synthetic": SyntheticWorkload,
-    "trace": TraceWorkload,
+    "trace": None,  # workloads.trace.TraceWorkload, imported on use (python -m workloads.trace)
     "file_set": FileSetWorkload,
     "file_tree": FileTreeWorkload,
     "elf_tree": ElfTreeWorkload,
@@ -35,6 +34,10 @@ def build(wcfg, *, seed: int) -> Workload:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     cfg = parse_workload_config(wcfg)
+    if cfg.kind == "trace":
+        from workloads.trace import TraceWorkload
+
+        return TraceWorkload(cfg, seed)
     return _BY_KIND[cfg.kind](cfg, seed)
 
 

@@ -14,7 +14,8 @@ error naming the file and 1-based line number.
 The parser is vectorised over a buffer of whole lines (numpy over the bytes, then over
 a matrix of the data lines); there is no Python work per line. Buffers are READ_CHUNK bytes, so a
 chunk holds at most READ_CHUNK // 7 data lines (the shortest, " L 0,0\\n", is 7 bytes)
-and each chunk becomes at most one Access phase within ACCESS_CHUNK.
+so a buffer never holds more than ACCESS_CHUNK accesses. workloads/trace.py reads
+every trace format through read_chunks().
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 
 import numpy as np
 
-from workloads.phases import ACCESS_CHUNK, Access
+from workloads.phases import ACCESS_CHUNK
 
 READ_CHUNK = 16 << 20
 _MAX_HEX_DIGITS = 16  # a 64-bit address
@@ -74,6 +75,8 @@ def parse_lackey_lines(buf: bytes, *, path: str = "<buffer>", first_line: int = 
     newlines = np.flatnonzero(is_nl)  # newlines[k] ends line k - 1 (k >= 1)
     head = is_nl[:-2] & (a[1:-1] == ord(" ")) & (_KIND[a[2:]] != 0)
     s = np.flatnonzero(head) + 1  # data line starts
+    if s.size == 0:  # a buffer of banner or instruction lines only
+        return np.empty(0, np.int64), np.empty(0, np.bool_)
     line = np.searchsorted(newlines, s) - 1  # 0-based line number in buf
     e = newlines[line + 1]
     e -= (a[e - 1] == ord("\r")) & (e - 1 > s)  # CRLF files
@@ -116,20 +119,23 @@ def parse_lackey_lines(buf: bytes, *, path: str = "<buffer>", first_line: int = 
     return value.astype(np.int64), is_write
 
 
-def _open_text(path: str):
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def read_lackey(path, *, read_chunk: int = READ_CHUNK):
-    """Yield (addrs, is_write) arrays per buffer of whole lines of a lackey file."""
+def read_lackey(path, *, read_chunk: int = READ_CHUNK, on_read=None):
+    """Yield (addrs, is_write) arrays per buffer of whole lines of a lackey file (empty
+    arrays for a buffer without data lines). on_read(n): called with the bytes of the
+    file (compressed bytes for .gz) consumed so far, for a progress bar."""
     path = _check_exists(path)
     if read_chunk > 7 * ACCESS_CHUNK:
         raise ValueError(f"read_lackey: read_chunk {read_chunk} could exceed ACCESS_CHUNK data lines")
     lines_before = 0
     carry = b""
-    with _open_text(path) as f:
+    with open(path, "rb") as raw, (gzip.open(raw, "rb") if path.endswith(".gz") else raw) as f:
         while True:
-            block = f.read(read_chunk)
+            try:
+                block = f.read(read_chunk)
+            except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+                raise ValueError(f"{path}: cannot read the gzip stream after line {lines_before}: {e}") from None
+            if on_read is not None:
+                on_read(raw.tell())
             if not block:
                 break
             block = carry + block
@@ -142,56 +148,3 @@ def read_lackey(path, *, read_chunk: int = READ_CHUNK):
             lines_before += whole.count(b"\n")
     if carry:
         yield parse_lackey_lines(carry, path=path, first_line=lines_before)
-
-
-def _checked_addrs(addrs, path: str) -> np.ndarray:
-    if addrs.ndim != 1 or addrs.dtype.kind not in "iu":
-        raise ValueError(
-            f"{path}: addresses must be a 1-D integer array, got dtype {addrs.dtype} shape {addrs.shape}"
-        )
-    return addrs
-
-
-def read_numpy_trace(path, *, chunk: int = ACCESS_CHUNK):
-    """Yield (addrs, is_write) chunks of a .npy (1-D addresses, all reads) or a .npz
-    (key "addr", optional "is_write" of the same length)."""
-    path = _check_exists(path)
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            if "addr" not in z.files:
-                raise ValueError(f"{path}: an .npz trace needs an 'addr' array; it has {z.files}")
-            addrs = _checked_addrs(z["addr"], path)
-            is_write = z["is_write"] if "is_write" in z.files else None
-        if is_write is not None and (is_write.shape != addrs.shape or is_write.dtype.kind not in "biu"):
-            raise ValueError(
-                f"{path}: 'is_write' must be a boolean or 0/1 array of the same length as 'addr' "
-                f"({addrs.shape}), got dtype {is_write.dtype} shape {is_write.shape}"
-            )
-    else:
-        addrs = _checked_addrs(np.load(path, mmap_mode="r", allow_pickle=False), path)
-        is_write = None
-    for first in range(0, len(addrs), chunk):
-        part = np.asarray(addrs[first: first + chunk])
-        if part.dtype.kind == "u" and part.size and part.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"{path}: addresses must be below 2**63")
-        part = part.astype(np.int64)
-        if part.size and part.min() < 0:
-            bad = first + int(np.flatnonzero(part < 0)[0])
-            raise ValueError(f"{path}: address #{bad} is negative ({int(part[bad - first])})")
-        if is_write is None:
-            writes = np.zeros(len(part), dtype=np.bool_)
-        else:
-            w = np.asarray(is_write[first: first + chunk])
-            if w.dtype.kind != "b" and not np.isin(w, (0, 1)).all():
-                raise ValueError(f"{path}: 'is_write' must hold only 0 and 1")
-            writes = w.astype(np.bool_)
-        yield part, writes
-
-
-def read_trace(path):
-    """Yield Access(None, addrs, is_write) phases of any supported trace file."""
-    name = os.fspath(path)
-    reader = read_numpy_trace if name.endswith((".npy", ".npz")) else read_lackey
-    for addrs, writes in reader(name):
-        if len(addrs):
-            yield Access(None, addrs, writes)

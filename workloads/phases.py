@@ -33,6 +33,11 @@ WORD = 8
 # bounded memory: 4 Mi accesses = 32 MiB of offsets + 4 MiB of flags.
 ACCESS_CHUNK = 1 << 22
 
+# Accesses per chunk of a recorded trace (TraceAccess): results do not depend on it; the
+# memory a cell keeps per chunk does (about 9 bytes per access read, plus what the
+# parser of lackey text needs per 4 MiB buffer).
+TRACE_CHUNK = 1 << 20
+
 
 @dataclass(frozen=True)
 class Map:
@@ -93,6 +98,30 @@ class Access:
             if len(self) <= 16
             else f"Access(region={self.region!r}, n={len(self)}, writes={int(self.is_write.sum())})"
         )
+
+
+@dataclass(frozen=True)
+class TraceAccess:
+    """A recorded trace file (workloads/trace.py) as ONE Access phase with region None,
+    read in chunks of at most `chunk` accesses: chunks() yields (addrs int64, is_write
+    bool) and may be called again to re-read the file. The simulator gives it exactly
+    the semantics of one Access phase of all its accesses (faults in trace order, then
+    the TLB over the table they leave), whatever `chunk` is."""
+
+    path: str
+    chunk: int = TRACE_CHUNK
+
+    def chunks(self):
+        from workloads.trace import read_chunks
+
+        return read_chunks(self.path, chunk=self.chunk)
+
+    def two_passes(self):
+        """Context manager: (first, again) to read the trace twice, lackey text parsed
+        once (workloads.trace.two_passes)."""
+        from workloads.trace import two_passes
+
+        return two_passes(self.path, chunk=self.chunk)
 
 
 @dataclass(frozen=True)
@@ -235,5 +264,5 @@ class CachePages:
     runs: tuple
 
 
-PHASE_TYPES = (Map, Access, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, ReadPagemap, UffdFill, Fork,
-               Exec, LoadElf, Spawn, MapRange, CachePages)
+PHASE_TYPES = (Map, Access, TraceAccess, CreateFile, ReadFile, MmapFile, Mlock, Pin, TouchTail, ReadPagemap, UffdFill,
+               Fork, Exec, LoadElf, Spawn, MapRange, CachePages)

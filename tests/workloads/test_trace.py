@@ -9,7 +9,10 @@ from workloads.phases import Access
 
 
 def trace_phases(path):
-    return list(build({"kind": "trace", "path": str(path)}, seed=0).phases())
+    """The trace as Access phases, one per chunk it is read in (the workload itself is one
+    TraceAccess phase over the whole file)."""
+    (phase,) = build({"kind": "trace", "path": str(path)}, seed=0).phases()
+    return [Access(None, a, w) for a, w in phase.chunks()]
 
 
 def test_handwritten_lackey_exact(data_dir):
@@ -114,3 +117,5 @@ def test_missing_trace_file_named(tmp_path):
 def test_trace_phases_rerun_identical(data_dir):
     w = build({"kind": "trace", "path": str(data_dir / "lackey_arrayscan.txt.gz")}, seed=0)
     assert list(w.phases()) == list(w.phases())
+    (p,) = w.phases()
+    assert [Access(None, a, b) for a, b in p.chunks()] == [Access(None, a, b) for a, b in p.chunks()]

@@ -301,6 +301,32 @@ class NativePageTable:
 
     # ---- the hardware walk ---------------------------------------------------------------
 
+    @property
+    def span_shift(self) -> int:
+        """log2 of the VA one native leaf table covers (the on-demand build unit)."""
+        return self._span_shift
+
+    def build_spans(self, spans) -> None:
+        """on_demand: build the native leaf spans not built yet (the hardware is about to
+        walk them), in the order given (hw_lookup: ascending). mirror: nothing to do."""
+        if self.mode != "on_demand":
+            return
+        for s in np.asarray(spans, np.int64).tolist():
+            if s not in self._built:
+                self._build(s)
+                self._built[s] = None
+                self.stats["native_rebuilds"] += 1
+
+    def hw_tables(self) -> tuple:
+        """hw_lookup() as arrays for the compiled walk (tlb_cache.hw_translate): the
+        native table, the Linux table for the sorted fallback pages, and the frame
+        conversion. on_demand: call build_spans() for the spans to be walked first."""
+        if self._fb_cache is None:
+            self._fb_cache = np.array(sorted(self._fallback), np.int64)
+        width = max(self.linux.geom.nr_levels, self.geom.nr_levels)
+        return (self.table.walk_tables(), self.linux.walk_tables(), self._fb_cache,
+                np.array([self._r, self._ks, self._ps, width], np.int64))
+
     def hw_lookup(self, addrs) -> Lookup:
         """The translation the MMU sees: the native table where it holds the range, the Linux
         table for fallback pages; pfn in kernel pages in both cases."""
@@ -309,12 +335,7 @@ class NativePageTable:
         if n and (a.min() < 0 or a.max() >= (1 << self.geom.va_bits)):
             raise ValueError(f"hw_lookup: addresses must lie in [0, 2**{self.geom.va_bits})")
         if self.mode == "on_demand" and n:
-            spans = np.unique(a >> self._span_shift)
-            for s in spans.tolist():
-                if s not in self._built:
-                    self._build(s)
-                    self._built[s] = None
-                    self.stats["native_rebuilds"] += 1
+            self.build_spans(np.unique(a >> self._span_shift))
         fb = self._in_fallback(a >> self._ps)
         L = max(self.linux.geom.nr_levels, self.geom.nr_levels)
         present = np.zeros(n, np.bool_)
