@@ -356,17 +356,17 @@ MAX_TRACE_REGIONS = 16  # the harness's region table
 
 
 def trace_steps(path: str, advice: str | None) -> list[Step]:
-    """A trace in the project's formats (workloads/lackey.py) as regions: addresses more
+    """A trace in the project's formats (workloads/trace.py) as regions: addresses more
     than TRACE_GAP apart (heap and stack) go to separate regions, each from the 2 MiB
     boundary below its lowest address to the page after its highest, so the offsets keep
     their alignment and THP and mTHP ranges fall where they fell in the traced program.
     Each region's accesses are replayed in trace order (regions do not interact)."""
-    from workloads.lackey import read_trace
+    from workloads.trace import read_chunks
 
     addrs, writes = [], []
-    for ph in read_trace(path):
-        addrs.append(ph.offsets)
-        writes.append(ph.is_write)
+    for chunk_addrs, chunk_writes in read_chunks(path):
+        addrs.append(chunk_addrs)
+        writes.append(chunk_writes)
     if not addrs:
         raise ValueError(f"{path}: the trace has no data accesses")
     a, w = np.concatenate(addrs), np.concatenate(writes)

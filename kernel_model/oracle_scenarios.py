@@ -193,7 +193,7 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
     class FaultRunner(Runner):
         """simulate()'s phase interpreter without the TLB model: only the fault path runs."""
 
-        def _run_tlb(self, addrs, is_write):
+        def _run_tlb(self, *args):
             return None
 
     system = System("4K", memory_size, policy=policy)

@@ -102,3 +102,32 @@ def test_trace_replay(live, pmd_host, mode):
     host, work = pmd_host if mode == "hugepage" else live
     trace = Path(__file__).resolve().parents[1] / "data" / "lackey_arrayscan.txt.gz"
     _check(oracle.compare("trace", oracle.trace_steps(str(trace), mode), host, mode, work))
+
+
+@pytest.mark.parametrize("mode", ["nohugepage", "hugepage"])
+@pytest.mark.parametrize("name", ["zipf", "sparse", "uniform"])
+def test_trace_workload_cell_equals_the_kernel(live, pmd_host, tmp_path, name, mode):
+    """A `workload=trace` cell (simulate(), the sweep's own path) against the kernel replaying
+    the same trace in one region: a trace records accesses, not mappings, so the model must
+    cover the untouched pages between touched ones with the VMA, as the traced program's
+    mmap() did (workload.map_gap); else an mTHP or PMD THP range holding an untouched page
+    would not fit the VMA and fault in base pages where the kernel maps a large folio."""
+    import numpy as np
+
+    from kernel_model.simulate import simulate
+    from tests.golden.cells import compose
+
+    host, work = pmd_host if mode == "hugepage" else live
+    off, wr = pattern(name, SIZE, ACCESSES, 3, 0.5)
+    off = np.concatenate([[0], off, [SIZE - 1]])            # the region's first and last page
+    wr = np.concatenate([[False], wr, [False]])
+    rec = np.zeros(off.size, dtype=[("addr", "<i8"), ("is_write", "?")])
+    rec["addr"], rec["is_write"] = (1 << 32) + off, wr   # a 2 MiB-aligned region
+    path = tmp_path / f"{name}.npy"
+    np.save(path, rec)
+    kernel = oracle.run_kernel(oracle.trace_steps(str(path), mode), work)
+    k_faults = sum(kernel["access"])
+    k_anon = sum(r["anon"] for r in kernel["report"].values())
+    policy = ("folio.anon=base", f"folio.thp_pmd={'true' if mode == 'hugepage' else 'false'}")
+    cell = simulate(compose("kernel=4k", "workload=trace", f"workload.path={path}", *policy))
+    assert (cell["faults"], cell["anon_bytes"]) == (k_faults, k_anon)
