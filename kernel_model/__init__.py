@@ -5,7 +5,7 @@
 
 # Bumped whenever a change alters what simulate() returns for some config: it is part of
 # every cell_key, so results of an older model are never mistaken for current ones.
-MODEL_VERSION = "0.1.0"
+MODEL_VERSION = "0.2.0"  # 0.2: huge zero page, shmem, fault-around of large folios, trace map_gap
 
 __all__ = ["MODEL_VERSION", "System", "simulate"]
 

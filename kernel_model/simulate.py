@@ -310,7 +310,7 @@ class Runner:
                 ev_writes.append(is_write[ev])
             if not ev_addrs or not sum(a.size for a in ev_addrs):
                 return
-            self._map_trace_pages(seen.pages())
+            self._map_trace_pages(seen.pages(), phase.map_gap)
             bad = self._fault_events(np.concatenate(ev_addrs), np.concatenate(ev_writes))
             self._run_tlb(again(), bad, seen)
 
@@ -324,13 +324,14 @@ class Runner:
             raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
                              f"(kernel.va_bits)")
 
-    def _map_trace_pages(self, pages: np.ndarray) -> None:
+    def _map_trace_pages(self, pages: np.ndarray, map_gap: int = 0) -> None:
         """Cover every process page a trace touches (`pages`: sorted page numbers) with
-        anonymous read-write memory."""
+        anonymous read-write memory; pages at most `map_gap` bytes apart (the untouched
+        bytes between them) are covered by one mapping, gap included."""
         from .abi import MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_READ, PROT_WRITE
 
         ps = self.page_size
-        brk = np.flatnonzero(np.diff(pages) != 1) + 1
+        brk = np.flatnonzero(np.diff(pages) > 1 + map_gap // ps) + 1
         vmas = self.proc.mm.vmas
         for run in np.split(pages, brk):
             start, end = int(run[0]) * ps, (int(run[-1]) + 1) * ps

@@ -152,6 +152,7 @@ class WorkloadConf:
     pin_fraction: float = 0.0      # of mapped file pages, long-term pinned (pagecache_policy)
     touch_tail: bool = False       # file_set: touch each mapping's last process page past EOF (eof_overhang)
     read_before_mmap: bool = False # file_set: read() each large file before mapping it (drop_reread's case)
+    map_gap: str = "1G"            # trace: touched pages at most this far apart share one VMA (0: only touched runs)
 
 
 @dataclass
@@ -258,7 +259,7 @@ SIZE_KEYS = (
     "kernel.page_size", "folio.readahead", "memory.size",
     "tlb.l1d.size", "tlb.l2d.size",
     "workload.working_set", "workload.stride", "workload.small_file_median",
-    "workload.large_file_size",
+    "workload.large_file_size", "workload.map_gap",
 )
 
 # (key, low, high) inclusive; None = unbounded.

@@ -44,12 +44,13 @@ class WorkloadConfig:
     pin_fraction: float = 0.0  # of each large file's pages, long-term pinned by a holder
     touch_tail: bool = False  # file_set: also touch each mapped file's last process page past EOF
     read_before_mmap: bool = False  # file_set: read() each large file whole before mapping it
+    map_gap: int = 1 << 30  # trace: untouched gaps up to this many bytes lie inside the VMA around them
 
     def describe(self) -> dict:
         """The fields that matter for this kind, sizes spelled as configs spell them."""
         keep = {
             "synthetic": ("pattern", "working_set", "accesses", "write_ratio", "stride", "zipf_alpha"),
-            "trace": ("path",),
+            "trace": ("path", "map_gap"),
             "file_tree": ("path", "max_files"),
             "elf_tree": ("path", "max_files"),
             "file_set": (
@@ -74,7 +75,7 @@ class WorkloadConfig:
         return out
 
 
-_SIZE_FIELDS = ("working_set", "stride", "small_file_median", "large_file_size")
+_SIZE_FIELDS = ("working_set", "stride", "small_file_median", "large_file_size", "map_gap")
 _FIELD_NAMES = tuple(f.name for f in fields(WorkloadConfig))
 
 

@@ -110,6 +110,11 @@ class TraceAccess:
 
     path: str
     chunk: int = TRACE_CHUNK
+    # A trace records accesses, not mappings: touched process pages at most `map_gap`
+    # bytes apart are mapped as one anonymous VMA, as the program's own mmap() or heap
+    # would have covered them (a 64K mTHP or a PMD THP can then fit across untouched
+    # pages, as in the kernel); 0 maps only the runs of touched pages.
+    map_gap: int = 1 << 30
 
     def chunks(self):
         from workloads.trace import read_chunks

@@ -49,7 +49,7 @@ class TraceWorkload(Workload):
         check_trace(cfg.path)  # a missing or unreadable file fails here, before any work
 
     def phases(self):
-        yield TraceAccess(self.cfg.path)
+        yield TraceAccess(self.cfg.path, map_gap=self.cfg.map_gap)
 
 
 # ---- formats ----------------------------------------------------------------------------
