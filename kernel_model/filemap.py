@@ -5,7 +5,7 @@ mm/readahead.c (page_cache_ra_order, page_cache_ra_unbounded, get_init_ra_size),
 include/linux/pagemap.h (mapping_set_folio_min_order, MAX_PAGECACHE_ORDER,
 mapping_align_index), mm/vmscan.c (shrink_folio_list) and mm/truncate.c
 (mapping_evict_folio). The per-process-page-size policies (folio.pagecache) that act on
-mmap and on faults live in filemap_policy.py; this module re-exports their entry points.
+mmap and on faults live in filemap_policy.py (filemap_mmap, filemap_fault).
 
 Invariants of every AddressSpace this module fills:
 - a folio caching index i of order k starts at mapping.folios key i, i % (1 << k) == 0;
@@ -25,7 +25,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .mm_types import AddressSpace, File, Folio
+from .mm_types import AddressSpace, File, Folio, OutOfMemory
+from .rmap import folio_unmap_all
 
 # Every order 0..max_order is allowed, order 1 included: mm/readahead.c page_cache_ra_order()
 # stopped turning order 1 into order 0 once file folios of order 1 were supported.
@@ -183,14 +184,14 @@ def _add_folio(system, mapping: AddressSpace, folio: Folio, index: int) -> None:
 def filemap_remove_folio(system, folio: Folio) -> None:
     """Drop a folio from its mapping and free it (filemap_remove_folio() + folio_put()).
 
-    A mapped folio is unmapped from every mm first (try_to_unmap() via memory.folio_unmap_all);
+    A mapped folio is unmapped from every mm first (try_to_unmap(): rmap.folio_unmap_all);
     a pinned or mlocked folio cannot be removed: the caller checks folio_droppable().
     """
     if not folio_droppable(folio):
         raise ValueError(f"filemap_remove_folio: folio at index {folio.index} is pinned or mlocked; "
                          f"check folio_droppable() first")
     if folio.rmap or folio.mapcount:
-        _unmap_all(folio)
+        folio_unmap_all(folio)
     mapping = folio.mapping
     st = _mstate(mapping)
     del mapping.folios[folio.index]
@@ -206,12 +207,6 @@ def filemap_remove_folio(system, folio: Folio) -> None:
 def folio_droppable(folio: Folio) -> bool:
     """Neither long-term pinned (folio_maybe_dma_pinned) nor mlocked (folio_test_mlocked)."""
     return folio.pincount == 0 and folio.mlock_count == 0
-
-
-def _unmap_all(folio: Folio) -> None:
-    from .memory import folio_unmap_all
-
-    folio_unmap_all(folio)
 
 
 # -- allocation ---------------------------------------------------------------------
@@ -276,8 +271,6 @@ class _Fill:
                 return folio
         if not needed:
             return None
-        from .memory import OutOfMemory
-
         self.system.stats.count("pagecache_alloc_failures")
         raise OutOfMemory(f"page cache: no order-{self.hard}..{order} folio for index {index} of "
                           f"{self.mapping.host.path} after reclaim (memory.size too small?)")
@@ -320,8 +313,6 @@ def fill_holes(system, mapping: AddressSpace, lo: int, hi: int, req_lo: int, req
             order -= 1
         folio = _folio_alloc_reclaim(system, order, mapping, req_lo, req_hi)
         if folio is None:
-            from .memory import OutOfMemory
-
             system.stats.count("pagecache_alloc_failures")
             raise OutOfMemory(f"page cache: no order-{order} folio for index {i} of {mapping.host.path}")
         _add_folio(system, mapping, folio, i)
@@ -350,8 +341,6 @@ def cache_folios(system, file: File, runs) -> None:
             raise ValueError(f"cache_folios: ({index}, {nr}) overlaps cached pages of {file.path}")
         folio = system.folio_alloc(order, anon=False)
         if folio is None:
-            from .memory import OutOfMemory
-
             raise OutOfMemory(f"cache_folios: no order-{order} folio for {file.path}")
         _add_folio(system, mapping, folio, index)
 
@@ -508,7 +497,5 @@ def pagecache_metrics(system) -> dict:
     return out
 
 
-from .filemap_policy import filemap_fault, filemap_mmap  # noqa: E402  (policy entry points)
-
-__all__ = ["mapping_init", "filemap_read", "filemap_mmap", "filemap_fault", "shrink", "pagecache_metrics",
-           "filemap_get_folio", "filemap_get_folios", "max_pagecache_order"]
+__all__ = ["mapping_init", "filemap_read", "shrink", "pagecache_metrics", "filemap_get_folio",
+           "filemap_get_folios", "max_pagecache_order"]

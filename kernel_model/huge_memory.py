@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, Mm, Vma
+from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, Mm, Vma,
+                       is_zero_folio)
+from .rmap import rmap_add
 from .units import ilog2
 
 
@@ -156,11 +158,6 @@ def huge_zero_folio(system, *, alloc: bool = True):
     return folio
 
 
-def is_zero_folio(system, folio) -> bool:
-    """The zero page or the huge zero page (vm_normal_page() returns NULL for both)."""
-    return folio is not None and (folio is system.zero_folio or folio is getattr(system, "huge_zero_folio", None))
-
-
 def do_huge_zero_read_fault(mm: Mm, vma: Vma, addr: int) -> bool:
     """mm/huge_memory.c do_huge_pmd_anonymous_page() for a read fault: where the PMD order
     is allowed for the VMA (thp_vma_allowable_order(), thp_vma_suitable_order()), the PMD
@@ -191,8 +188,6 @@ def do_huge_zero_wp_pmd(mm: Mm, vma: Vma, addr: int) -> bool:
     THP and maps it writable in its place (one fault). When the allocation fails the PMD is
     split into PTEs of the zero page and the caller copies at PTE level
     (VM_FAULT_FALLBACK). Returns whether the THP was mapped."""
-    from .rmap import rmap_add
-
     system = mm.system
     size = system.kgeom.pmd_size
     a = addr & ~(size - 1)

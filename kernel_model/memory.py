@@ -13,33 +13,31 @@ Units: addresses in bytes; a "process page" is mm.page_size bytes; pfn in kernel
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from . import huge_memory
-from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_PAD_ANON, VM_READ,
-                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, Mm, Vma)
-# the rmap lives in rmap.py; these names stay importable from here (README contract)
-from .rmap import (folio_mlock_recount, folio_put_if_unused, folio_remap, folio_unmap_all,  # noqa: F401
-                   map_folio_range, rmap_add, rmap_move, unmap_folio_range)
-
-_map_folio_range = map_folio_range  # the name userfaultfd.py imports
-
-# include/linux/mm_types.h: enum vm_fault_reason
-VM_FAULT_OOM = 0x000001
-VM_FAULT_SIGBUS = 0x000002
-VM_FAULT_SIGSEGV = 0x000040
-VM_FAULT_RETRY = 0x000400
-VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
+from .abi_common import VM_WIPEONFORK
+from .arch.arm64.native import NativePageTable
+from .filemap import filemap_get_folios
+from .filemap_policy import filemap_fault
+from .geometry import geometry
+from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_DONTCOPY, VM_FAULT_ERROR, VM_FAULT_RETRY,
+                       VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_LOCKED, VM_LOCKONFAULT, VM_PAD_ANON, VM_READ,
+                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, Mm, OutOfMemory, Vma, is_zero_folio)
+from .pgtable import PageTable
+from .rmap import (folio_mlock_recount, folio_put_if_unused, map_folio_range, rmap_add, rmap_move,
+                   unmap_folio_range)
+from .shmem import shmem_fault
+from .userfaultfd import dup_userfaultfd, handle_userfault
+from .vma import VmaTree
 
 # mm/memory.c: fault_around_bytes = rounddown_pow_of_two(65536) (debugfs knob, 64K default).
 FAULT_AROUND_BYTES = 64 << 10
 
 # Below the mmap area: TASK_SIZE less the 128M minimum stack gap (mm/util.c mmap_base(), MIN_GAP).
 MIN_GAP = 128 << 20
-
-
-class OutOfMemory(MemoryError):
-    """The allocator could not provide a folio the fault may not fall back from (the OOM killer's case)."""
 
 
 def vma_prot(vma: Vma) -> int:
@@ -52,17 +50,11 @@ def mm_alloc(system, page_size: int) -> Mm:
     """mm_alloc() + the arch context: a Linux table in the kernel geometry and, when the
     process page is larger than the kernel's and arch.native_pgtable is not off, the
     native table in the process geometry."""
-    from .geometry import geometry
-    from .pgtable import PageTable
-    from .vma import VmaTree
-
     policy = system.policy
     pgtable = PageTable(system.kgeom, table_alloc=system.table_alloc, table_free=system.table_free,
                         contpte=policy.contpte)
     native = None
     if policy.native_pgtable != "off" and page_size > system.kernel_page_size:
-        from .arch.arm64.native import NativePageTable
-
         native = NativePageTable(pgtable, geometry(page_size, system.va_bits), mode=policy.native_pgtable,
                                  table_alloc=system.table_alloc, table_free=system.table_free,
                                  contpte=policy.contpte)
@@ -112,8 +104,6 @@ def handle_mm_fault(mm: Mm, addr: int, write: bool) -> int:
             return 0  # spurious: another fault already mapped it
         return do_wp_page(mm, vma, addr, pfn, leaf_shift=shift)
     if vma.flags & VM_UFFD_MISSING and vma.anon:
-        from .userfaultfd import handle_userfault
-
         return handle_userfault(mm, vma, addr, write)
     if vma.anon:
         return do_anonymous_page(mm, vma, addr, write)
@@ -157,8 +147,6 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     if vma.flags & VM_PAD_ANON:
         return _pad_fault(mm, vma, addr)
     if vma.shmem is not None:
-        from .shmem import shmem_fault
-
         return shmem_fault(mm, vma, addr, write)
     if not write and huge_memory.do_huge_zero_read_fault(mm, vma, addr):
         system.stats.count("faults")
@@ -267,8 +255,6 @@ def do_fault(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     was handled at mmap time by an extra anonymous VMA. A process page wholly past EOF is
     SIGBUS under every policy (filemap_fault: index >= max_idx).
     """
-    from .filemap import filemap_fault
-
     system = mm.system
     kps = system.kernel_page_size
     f = vma.file
@@ -318,8 +304,6 @@ def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
     before the file's last page (file_end >= folio_next_index(), file_end the index of the
     page holding EOF); else only its pages inside the window. Returns whether the page at
     addr is mapped now (else __do_fault() runs)."""
-    from .filemap import filemap_get_folios
-
     system = mm.system
     kps = system.kernel_page_size
     pmd = system.kgeom.pmd_size
@@ -375,8 +359,6 @@ def _fill_overhang(mm: Mm, vma: Vma, addr: int, nr: int) -> None:
 def _do_cow_fault(mm: Mm, vma: Vma, start: int, nr: int, idx: int, in_file: int) -> int:
     """mm/memory.c do_cow_fault(): a private write copies the file process page into a
     new anonymous folio of the process order (bytes past EOF read as zero in the copy)."""
-    from .filemap import filemap_fault
-
     system = mm.system
     got = filemap_fault(system, mm, vma, idx, in_file)
     if isinstance(got, int):
@@ -398,8 +380,6 @@ def populate(mm: Mm, start: int, end: int, write: bool) -> int:
 
     Returns 0, or -EFAULT when a page cannot be faulted (SIGBUS/SIGSEGV), -ENOMEM on holes.
     """
-    import errno
-
     ps = mm.page_size
     addr = start & ~(ps - 1)
     while addr < end:
@@ -438,7 +418,7 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
         uniq = np.unique(heads[heads >= 0]).tolist()
     for head in uniq:
         folio = system.folios.get(head)
-        if folio is None or huge_memory.is_zero_folio(system, folio):
+        if folio is None or is_zero_folio(system, folio):
             continue
         unmap_folio_range(mm, folio, start, end)
         folio_put_if_unused(system, folio)
@@ -482,7 +462,7 @@ def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
     heads = heads[heads >= 0]
     _, first = np.unique(heads, return_index=True)
     folios = [mm.system.folios.get(h) for h in heads[np.sort(first)].tolist()]
-    return [f for f in folios if f is not None and not huge_memory.is_zero_folio(mm.system, f)]
+    return [f for f in folios if f is not None and not is_zero_folio(mm.system, f)]
 
 
 def pin_user_pages(mm: Mm, start: int, end: int) -> int:
@@ -573,7 +553,7 @@ def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
         for h in np.unique(heads[idx]).tolist():
             moved.setdefault(h, system.folios[h])
     for folio in moved.values():
-        if not huge_memory.is_zero_folio(system, folio):
+        if not is_zero_folio(system, folio):
             rmap_move(mm, folio, old_start, old_end, delta)
     for s0, idx, pfn, prot, heads in spans:
         for i, n in _runs(idx, pfn, heads, prot):
@@ -607,10 +587,6 @@ def dup_mm(parent: Mm, child: Mm) -> None:
     private anonymous folios are shared copy-on-write (copy_present_ptes(): both sides
     write-protected; copy_huge_pmd() for PMD blocks); file pages are not copied (the
     child faults them in), as copy_page_range() skips VMAs without anon_vma."""
-    from .abi_common import VM_WIPEONFORK
-    from .mm_types import VM_DONTCOPY, VM_LOCKONFAULT
-    from .userfaultfd import dup_userfaultfd
-
     system = parent.system
     kps = system.kernel_page_size
     child.brk, child.start_brk, child.mmap_base = parent.brk, parent.start_brk, parent.mmap_base

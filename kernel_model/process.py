@@ -18,6 +18,7 @@ import weakref
 
 from . import memory
 from .abi import AT_PAGESZ, Syscalls
+from .binfmt_elf import load_elf_binary
 from .pagemap import PagemapOps
 from .userfaultfd import UserfaultfdOps
 
@@ -78,8 +79,6 @@ class Process(Syscalls, UserfaultfdOps, PagemapOps):
         if old is not None:
             memory.exit_mmap(old)
         if path is not None:
-            from .binfmt_elf import load_elf_binary
-
             result = load_elf_binary(self, path)
             self.elf = result
             if not result.ok:

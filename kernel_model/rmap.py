@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import huge_memory
-from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, Folio, Mm, Vma
+from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, Folio, Mm, Vma, is_zero_folio
 
 
 def _pte_prot(vma: Vma, writable: bool) -> int:
@@ -88,7 +87,7 @@ def rmap_move(mm: Mm, folio: Folio, start: int, end: int, delta: int) -> None:
 def folio_put_if_unused(system, folio: Folio) -> None:
     """Free an anonymous folio nobody maps or pins any more (folio_put() reaching zero)."""
     if (folio.anon and folio.mapcount == 0 and folio.pincount == 0 and folio.pfn in system.folios
-            and not folio.shmem and not huge_memory.is_zero_folio(system, folio)):
+            and not folio.shmem and not is_zero_folio(system, folio)):
         system.anon_folio_free(folio)
 
 
@@ -97,7 +96,9 @@ def folio_unmap_all(folio: Folio) -> None:
     first, as try_to_unmap_one() does with TTU_SPLIT_HUGE_PMD)."""
     for mm, addr, first, nr in list(folio.rmap):
         kps = mm.system.kernel_page_size
-        huge_memory.split_huge_pmds(mm, addr, addr + nr * kps, whole=True)
+        for a in mm.pgtable.pmd_blocks_in(addr, addr + nr * kps):  # split_huge_pmd_address()
+            mm.pgtable.split_pmd(a)
+            mm.system.stats.count("thp_split_pmd")
         mm.pgtable.clear_ptes(addr, nr)
         unmap_folio_range(mm, folio, addr, addr + nr * kps)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .memory import _map_folio_range
-from .mm_types import VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
+from .mm_types import VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
+from .rmap import map_folio_range
 
 # include/uapi/linux/userfaultfd.h
 UFFD_API = 0xAA
@@ -73,14 +73,6 @@ class UserfaultfdCtx:
         return 0
 
 
-def _mm_ctxs(mm) -> list:
-    """The userfaultfd contexts registered on `mm` (vma->vm_userfaultfd_ctx, kept per mm)."""
-    ctxs = mm.__dict__.get("uffd_ctxs")
-    if ctxs is None:
-        ctxs = mm.__dict__["uffd_ctxs"] = []
-    return ctxs
-
-
 def handle_userfault(mm, vma, addr: int, write: bool) -> int:
     """The fault path's call for a missing page in a VM_UFFD_MISSING vma (fs/userfaultfd.c).
 
@@ -92,10 +84,8 @@ def handle_userfault(mm, vma, addr: int, write: bool) -> int:
     No context covering `addr` -> VM_FAULT_SIGBUS, as handle_userfault() does when the ctx
     is gone (the "ret = VM_FAULT_SIGBUS" default).
     """
-    from .memory import VM_FAULT_RETRY, VM_FAULT_SIGBUS
-
     page = addr & ~(mm.page_size - 1)
-    for ctx in _mm_ctxs(mm):
+    for ctx in mm.uffd_ctxs:
         if ctx.covering(addr) & UFFDIO_REGISTER_MODE_MISSING:
             if page not in ctx.waiting:
                 ctx.waiting.add(page)
@@ -214,19 +204,19 @@ class UserfaultfdOps:
                 return -errno.EINVAL
             if not vma.flags & VM_MAYWRITE:
                 return -errno.EPERM
-        for other in _mm_ctxs(mm):
+        for other in mm.uffd_ctxs:
             if other is not ctx and any(s < end and start < e for s, e, _ in _live_ranges(other)):
                 return -errno.EBUSY
-        for known in _mm_ctxs(mm):  # drop what died with an old VMA before flags change
+        for known in mm.uffd_ctxs:  # drop what died with an old VMA before flags change
             known.ranges = _live_ranges(known)
         mm.vmas.set_flags(start, end, VM_UFFD_MISSING, 0)
-        ranges = ctx.ranges if ctx in _mm_ctxs(mm) else []
+        ranges = ctx.ranges if ctx in mm.uffd_ctxs else []
         for vma in vmas:  # what is registered: the mapped parts of the range
             lo, hi = max(vma.start, start), min(vma.end, end)
             ranges = [(s, e, m) for s, e, m in ranges if e <= lo or s >= hi] + [(lo, hi, mode)]
         ctx.ranges = sorted(ranges)
-        if ctx not in _mm_ctxs(mm):
-            _mm_ctxs(mm).append(ctx)
+        if ctx not in mm.uffd_ctxs:
+            mm.uffd_ctxs.append(ctx)
         ctx.last_ioctls = UFFD_API_RANGE_IOCTLS_BASIC
         return 0
 
@@ -290,14 +280,14 @@ class UserfaultfdOps:
                 return copied if copied else -errno.EEXIST
             if what == "zeropage" and system.zero_folio is not None:
                 # mfill_atomic_pte_zeropage(): the zero page, read-only (pte_mkspecial).
-                _map_folio_range(mm, vma, page, system.zero_folio, 0, nr, writable=False)
+                map_folio_range(mm, vma, page, system.zero_folio, 0, nr, writable=False)
             else:
                 # mfill_atomic_pte_copy() / mfill_atomic_pte_zeroed_folio(): a new anon folio
                 # of the process order, mapped writable when the VMA is.
                 folio = system.anon_folio_alloc(mm.order)
                 if folio is None:
                     return copied if copied else -errno.ENOMEM
-                _map_folio_range(mm, vma, page, folio, 0, nr, writable=True)
+                map_folio_range(mm, vma, page, folio, 0, nr, writable=True)
             system.stats.count(STAT_INSTALLED, nr)
             ctx.waiting.discard(page)
             copied += ps
