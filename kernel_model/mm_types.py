@@ -102,10 +102,12 @@ class Folio:
 
 @dataclass(eq=False)
 class AddressSpace:
-    """struct address_space: one file's page cache.
+    """struct address_space: one file's page cache, and its struct file_ra_state.
 
     `folios` maps a kernel-page index to the Folio starting there; every folio is
-    naturally aligned (index % nr_pages == 0). `min_order` is mapping_min_folio_order().
+    naturally aligned (index % nr_pages == 0). `starts` is the sorted list of those
+    indices (the xarray's order; filemap.py keeps it). `min_order` is
+    mapping_min_folio_order().
     """
 
     host: "File"
@@ -113,7 +115,11 @@ class AddressSpace:
     max_order: int = 0
     large_folios: bool = True  # mapping_large_folio_support(): the filesystem supports them
     folios: dict[int, Folio] = field(default_factory=dict)
+    starts: list[int] = field(default_factory=list)  # sorted(folios): the folio index
     nr_mmapped: int = 0  # mappings ever made (i_mmap is not empty once this is > 0)
+    ra_next: int = -1  # file_ra_state: the index after the last readahead window (sequential detection)
+    ra_size: int = 0  # file_ra_state.size: pages in the last window
+    ra_order: int = 0  # file_ra_state.order: folio order of the last window
 
 
 @dataclass(eq=False)

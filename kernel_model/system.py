@@ -7,14 +7,14 @@ caches, the policy knobs of the run, and the event counters that become the metr
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .filemap import mapping_init, shrink
 from .geometry import geometry
-from .mm_types import File, Folio
+from .mm_types import AddressSpace, File, Folio
 from .page_alloc import MAX_ORDER_FOR, PageAllocator
 from .process import Process
 from .rmap import folio_remap
@@ -104,6 +104,10 @@ class System:
             # ZERO_PAGE, sized to the largest process page so any process maps a whole page of zeroes.
             self.zero_folio = self.folio_alloc(self.max_process_order, anon=True, movable=False)
         self.files: dict[str, File] = {}
+        # the page cache's file LRU (mm/vmscan.c, per node): folio -> None, oldest first;
+        # and the mappings filemap.mapping_init() registered: id(mapping) -> mapping, in order
+        self.pagecache_lru: OrderedDict[Folio, None] = OrderedDict()
+        self.pagecache_mappings: dict[int, AddressSpace] = {}
         self.processes: dict = {}
         self._next_pid = 1
 
