@@ -161,7 +161,7 @@ class MadviseOps:
 
     def _exclusive(self, folio) -> bool:
         """Mapped by this mm only (!folio_maybe_mapped_shared())."""
-        return all(entry[0] is self.mm for entry in folio.rmap)
+        return all(entry.mm is self.mm for entry in folio.rmap)
 
     def _within(self, folio, lo: int, hi: int) -> bool:
         """Every mapping of folio in this mm lies inside [lo, hi) (no split needed)."""

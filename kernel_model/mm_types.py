@@ -10,7 +10,7 @@ in kernel pages, as the kernel keeps them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # annotations only: these modules import this one
     from .arch.arm64.native import NativePageTable
@@ -69,6 +69,17 @@ def prot_to_vm_flags(prot: int) -> int:
     return prot & (PROT_READ | PROT_WRITE | PROT_EXEC)  # calc_vm_prot_bits() for these three
 
 
+class RmapEntry(NamedTuple):
+    """One entry of Folio.rmap: kernel pages first .. first+nr-1 of the folio are mapped at
+    addr in mm (by PTEs, or by one PMD block when the folio has the PMD order and nr covers
+    it). A tuple: it compares equal to (mm, addr, first, nr)."""
+
+    mm: "Mm"
+    addr: int
+    first: int
+    nr: int
+
+
 @dataclass(eq=False)
 class Folio:
     """A naturally aligned power-of-two run of kernel pages: 1 << order pages from `pfn`.
@@ -90,7 +101,7 @@ class Folio:
     uptodate: bool = True
     padding: bool = False  # an anonymous folio standing in for bytes past EOF
     shmem: bool = False  # a page of a MAP_SHARED|MAP_ANONYMOUS object (shmem.py): unmapping never frees it
-    rmap: list = field(default_factory=list)  # [(mm, addr, first, nr)]: pages first..first+nr-1 of the folio mapped at addr
+    rmap: list[RmapEntry] = field(default_factory=list)  # where the folio is mapped (rmap.py keeps it)
 
     @property
     def nr_pages(self) -> int:

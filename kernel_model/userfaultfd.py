@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,12 +56,20 @@ class UffdMsg:
     flags: int
 
 
+class UffdRange(NamedTuple):
+    """A registered range [start, end) of a context and its UFFDIO_REGISTER_MODE_* bits."""
+
+    start: int
+    end: int
+    mode: int
+
+
 @dataclass(eq=False)
 class UserfaultfdCtx:
     """struct userfaultfd_ctx: the registered ranges of one mm and the pending fault queue."""
 
     mm: object
-    ranges: list = field(default_factory=list)  # [(start, end, mode)] registered, disjoint
+    ranges: list[UffdRange] = field(default_factory=list)  # registered, disjoint, ascending
     pending: deque = field(default_factory=deque)  # UffdMsg not yet read
     waiting: set = field(default_factory=set)  # process-page addresses with a blocked thread
     last_copy: int = 0  # uffdio_copy.copy / uffdio_zeropage.zeropage of the last call
@@ -103,7 +112,7 @@ def _live_ranges(ctx) -> list:
     for s, e, m in ctx.ranges:
         for vma in ctx.mm.vmas.find_intersection(s, e):
             if vma.flags & VM_UFFD_MISSING:
-                out.append((max(s, vma.start), min(e, vma.end), m))
+                out.append(UffdRange(max(s, vma.start), min(e, vma.end), m))
     return out
 
 
@@ -213,7 +222,7 @@ class UserfaultfdOps:
         ranges = ctx.ranges if ctx in mm.uffd_ctxs else []
         for vma in vmas:  # what is registered: the mapped parts of the range
             lo, hi = max(vma.start, start), min(vma.end, end)
-            ranges = [(s, e, m) for s, e, m in ranges if e <= lo or s >= hi] + [(lo, hi, mode)]
+            ranges = [r for r in ranges if r.end <= lo or r.start >= hi] + [UffdRange(lo, hi, mode)]
         ctx.ranges = sorted(ranges)
         if ctx not in mm.uffd_ctxs:
             mm.uffd_ctxs.append(ctx)
@@ -239,9 +248,9 @@ class UserfaultfdOps:
         kept = []
         for s, e, m in ctx.ranges:
             if s < start:
-                kept.append((s, min(e, start), m))
+                kept.append(UffdRange(s, min(e, start), m))
             if e > end:
-                kept.append((max(s, end), e, m))
+                kept.append(UffdRange(max(s, end), e, m))
         ctx.ranges = kept
         ctx.waiting = {a for a in ctx.waiting if not start <= a < end}
         return 0
