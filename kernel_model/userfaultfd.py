@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .mm_types import VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
+from .mm_types import VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP, Mm
 from .rmap import map_folio_range
 
 # include/uapi/linux/userfaultfd.h
@@ -68,7 +68,7 @@ class UffdRange(NamedTuple):
 class UserfaultfdCtx:
     """struct userfaultfd_ctx: the registered ranges of one mm and the pending fault queue."""
 
-    mm: object
+    mm: Mm
     ranges: list[UffdRange] = field(default_factory=list)  # registered, disjoint, ascending
     pending: deque = field(default_factory=deque)  # UffdMsg not yet read
     waiting: set = field(default_factory=set)  # process-page addresses with a blocked thread
