@@ -24,14 +24,17 @@ import errno
 
 import numpy as np
 
-from . import huge_memory, memory
+from . import memory
 from .abi_common import (MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK, MADV_DONTNEED,
                          MADV_FREE, MADV_HUGEPAGE, MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_NORMAL, MADV_PAGEOUT,
                          MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_RANDOM, MADV_REMOVE, MADV_SEQUENTIAL,
                          MADV_WILLNEED, MADV_WIPEONFORK, U64, VM_DONTDUMP, VM_RAND_READ, VM_SEQ_READ,
                          VM_WIPEONFORK, offset_in_page, page_align, u64)
+from .filemap import (eof_pages, filemap_get_folios, filemap_remove_folio, folio_droppable,
+                      page_cache_readahead)
 from .mm_types import (VM_DONTCOPY, VM_HUGEPAGE, VM_IO, VM_LOCKED, VM_MAYWRITE, VM_NOHUGEPAGE, VM_PFNMAP,
-                       VM_READ, VM_SHARED, VM_WRITE, Vma)
+                       VM_READ, VM_SHARED, VM_WRITE, Vma, is_zero_folio)
+from .rmap import folio_put_if_unused, folio_unmap_all
 from .vma import VM_SPECIAL
 
 # advice -> (set bits, clear bits) for the advices that only change vm_flags
@@ -154,11 +157,11 @@ class MadviseOps:
         heads = heads[heads >= 0]
         _, first = np.unique(heads, return_index=True)
         out = [system.folios.get(int(h)) for h in heads[np.sort(first)]]
-        return [f for f in out if f is not None and not huge_memory.is_zero_folio(system, f)]
+        return [f for f in out if f is not None and not is_zero_folio(system, f)]
 
     def _exclusive(self, folio) -> bool:
         """Mapped by this mm only (!folio_maybe_mapped_shared())."""
-        return all(entry[0] is self.mm for entry in folio.rmap)
+        return all(entry.mm is self.mm for entry in folio.rmap)
 
     def _within(self, folio, lo: int, hi: int) -> bool:
         """Every mapping of folio in this mm lies inside [lo, hi) (no split needed)."""
@@ -171,8 +174,6 @@ class MadviseOps:
         mm maps and that lie inside the range. A lazy-free clean anonymous folio is discarded;
         a file folio is written back if dirty and dropped from the page cache; any other
         anonymous folio stays (no swap) and is counted in madv_pageout_kept_pages."""
-        from .filemap import filemap_remove_folio, folio_droppable
-
         system = self.system
         for folio in self._folios_mapped(lo, hi):
             if not self._exclusive(folio) or not self._within(folio, lo, hi) or folio.padding:
@@ -181,8 +182,8 @@ class MadviseOps:
             if folio.anon:
                 if folio in self.lazyfree and not folio.dirty:
                     self.lazyfree.discard(folio)
-                    memory.folio_unmap_all(folio)
-                    memory.folio_put_if_unused(system, folio)
+                    folio_unmap_all(folio)
+                    folio_put_if_unused(system, folio)
                     system.stats.count("madv_pageout_reclaimed_pages", folio.nr_pages)
                 else:
                     system.stats.count("madv_pageout_kept_pages", folio.nr_pages)
@@ -198,8 +199,6 @@ class MadviseOps:
         memory has no swap to read back, so nothing happens."""
         if vma.file is None:
             return 0
-        from .filemap import eof_pages, page_cache_readahead
-
         kps = self.system.kernel_page_size
         index = vma.pgoff + (lo - vma.start) // kps
         nr = min((hi - lo) // kps, eof_pages(vma.file, kps) - index)
@@ -210,8 +209,6 @@ class MadviseOps:
     def _madvise_remove(self, vma: Vma, vf: int, lo: int, hi: int) -> int:
         """madvise_remove(): punch a hole in a shared writable file mapping: the pages leave
         every mm and the page cache (fallocate(FALLOC_FL_PUNCH_HOLE))."""
-        from .filemap import filemap_get_folios, filemap_remove_folio, folio_droppable
-
         if vf & VM_LOCKED:
             return -errno.EINVAL
         if vma.file is None:

@@ -15,7 +15,9 @@ import numpy as np
 
 from . import memory
 from .abi_common import MS_ASYNC, MS_INVALIDATE, MS_SYNC, U64, offset_in_page, page_align, u64
-from .mm_types import VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE
+from .filemap import filemap_get_folios
+from .mm_types import (VM_FAULT_OOM, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_LOCKED, VM_READ,
+                       VM_SHARED, VM_WRITE)
 
 
 class MincoreOps:
@@ -60,8 +62,6 @@ class MincoreOps:
         addrs = np.arange(lo, hi, kps, dtype=np.int64)
         present = self.mm.pgtable.lookup(addrs).present.astype(np.uint8)
         if vma.file is not None:
-            from .filemap import filemap_get_folios
-
             first = vma.pgoff + (lo - vma.start) // kps
             cached = np.zeros(addrs.size, dtype=np.uint8)
             for folio in filemap_get_folios(vma.file.mapping, first, first + addrs.size):
@@ -112,8 +112,6 @@ class MincoreOps:
 
     def _writeback(self, vma, lo: int, hi: int) -> None:
         """vfs_fsync_range(): clean the dirty folios caching the range, counting the bytes."""
-        from .filemap import filemap_get_folios
-
         kps = self.system.kernel_page_size
         first = vma.pgoff + (lo - vma.start) // kps
         for folio in filemap_get_folios(vma.file.mapping, first, first + (hi - lo) // kps):
@@ -148,12 +146,12 @@ class MincoreOps:
                 self._redirty(int(look.pfn[0]))
             return 0
         ret = memory.handle_mm_fault(mm, addr, bool(write))
-        if ret & memory.VM_FAULT_SIGBUS:
+        if ret & VM_FAULT_SIGBUS:
             return signal.SIGBUS
-        if ret & (memory.VM_FAULT_SIGSEGV | memory.VM_FAULT_OOM):
+        if ret & (VM_FAULT_SIGSEGV | VM_FAULT_OOM):
             return signal.SIGSEGV
-        if ret & memory.VM_FAULT_RETRY:
-            return int(memory.VM_FAULT_RETRY)  # blocked on userfaultfd until UFFDIO_COPY/ZEROPAGE
+        if ret & VM_FAULT_RETRY:
+            return int(VM_FAULT_RETRY)  # blocked on userfaultfd until UFFDIO_COPY/ZEROPAGE
         if write:
             look = mm.pgtable.lookup(np.array([addr], dtype=np.int64))
             if look.present[0]:

@@ -17,8 +17,10 @@ from .abi_common import (LEGACY_MAP_MASK, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NO
                          MAP_HUGETLB, MAP_LOCKED, MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE,
                          MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY,
                          PROT_WRITE, VM_MAY_ALL, calc_vm_prot_bits, offset_in_page, page_align, u64)
+from .filemap_policy import filemap_mmap
 from .mm_types import (VM_ACCOUNT, VM_GROWSDOWN, VM_LOCKED, VM_LOCKONFAULT, VM_MAYSHARE, VM_MAYWRITE,
                        VM_NORESERVE, VM_READ, VM_SHARED, VM_WRITE, File, Vma)
+from .shmem import shmem_zero_setup
 
 # include/linux/mm.h: DEFAULT_MAX_MAP_COUNT (vm.max_map_count)
 MAX_MAP_COUNT = 65530
@@ -160,8 +162,6 @@ class MmapOps:
         self._do_munmap(addr, addr + length)
         vma = Vma(start=addr, end=addr + length, flags=vm_flags, file=file, pgoff=pgoff)
         if file is None and vm_flags & VM_SHARED:
-            from .shmem import shmem_zero_setup
-
             shmem_zero_setup(self.system, vma)  # mm/mmap.c __mmap_region(): shared anonymous is shmem
         self._map_vma(vma)
         if vm_flags & VM_LOCKED:
@@ -224,9 +224,7 @@ class MmapOps:
             self._filemap_mmap(mapped)
 
     def _filemap_mmap(self, vma: Vma) -> None:
-        from . import filemap
-
-        filemap.filemap_mmap(self.system, self.mm, vma)
+        filemap_mmap(self.system, self.mm, vma)
 
     def _mm_populate(self, start: int, end: int, *, ignore_errors: bool) -> int:
         """mm/gup.c __mm_populate(): fault in the VMAs of [start, end); holes end the walk;

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 
-from . import memory
+from . import memory, mprotect
 from .abi_common import (MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, PROT_BTI, PROT_EXEC,
                          PROT_GROWSDOWN, PROT_GROWSUP, PROT_MTE, PROT_READ, PROT_SEM, PROT_WRITE, U64,
                          calc_vm_prot_bits, offset_in_page, page_align, prot_allowed, u64)
@@ -82,7 +82,7 @@ class MprotectOps:
         if newflags == oldflags:
             return
         mm.vmas.set_flags(lo, hi, newflags & ~oldflags, oldflags & ~newflags)
-        memory.change_protection(mm, lo, hi, newflags & VM_ACCESS_FLAGS)
+        mprotect.change_protection(mm, lo, hi, newflags & VM_ACCESS_FLAGS)
         if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
             memory.populate(mm, lo, hi, True)
 

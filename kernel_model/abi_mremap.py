@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from dataclasses import replace
 
-from . import memory
+from . import mremap
 from .abi_common import MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, offset_in_page, page_align, u64
 from .mm_types import VM_DONTEXPAND, VM_LOCKED, VM_LOCKONFAULT, VM_MAYSHARE, VM_PFNMAP, Vma
 
@@ -139,7 +139,7 @@ class MremapOps:
         # pair crosses two VMAs and was refused with -EFAULT, as for any two VMAs)
         moved = replace(vma, start=new_addr, end=new_addr + new_len,
                         pgoff=vma.pgoff + (addr - vma.start) // kps)
-        memory.move_range(mm, addr, new_addr, old_len)
+        mremap.move_range(mm, addr, new_addr, old_len)
         if flags & MREMAP_DONTUNMAP:
             # the old VMA stays, its pages gone; it is no longer locked
             mm.vmas.set_flags(addr, addr + old_len, 0, vma.flags & (VM_LOCKED | VM_LOCKONFAULT))

@@ -45,6 +45,9 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from elftools.elf.elffile import ELFFile
+
+from . import abi
 
 ELFMAG = b"\x7fELF"  # include/uapi/linux/elf.h
 ET_EXEC, ET_DYN = 2, 3
@@ -142,8 +145,6 @@ def _dynamic_flags(data: bytes, elfclass: int, little_endian: bool) -> tuple[boo
 def read_elf_image(path: str) -> ElfImage:
     """Parse `path` with pyelftools; raise ElfFormatError (never anything else) when the
     kernel would answer ENOEXEC."""
-    from elftools.elf.elffile import ELFFile
-
     try:
         with open(path, "rb") as f:
             if f.read(4) != ELFMAG:
@@ -307,8 +308,6 @@ def load_elf_binary(process, path: str) -> ElfLoadResult:
     ok is False for every failed rule; on "overlap" the mappings stay in place as Linux
     leaves them.
     """
-    from . import abi
-
     ps = process.page_size
     system = process.system
     task_size = 1 << system.va_bits

@@ -16,7 +16,7 @@ import os
 import stat
 from collections import Counter
 
-from .binfmt_elf import ELFMAG, check_elf
+from .binfmt_elf import ELFMAG, check_elf, load_elf_binary
 
 STAT_FILES = "elf_files"
 STAT_OK = "elf_ok"
@@ -100,8 +100,6 @@ def load_elf_phase(system, page_size, path: str):
     exits the process so the next file starts from a fresh mm (one execve each). Returns
     the binfmt_elf.ElfLoadResult.
     """
-    from .binfmt_elf import load_elf_binary
-
     process = system.execve(page_size=page_size)
     try:
         result = load_elf_binary(process, path)

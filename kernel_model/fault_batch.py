@@ -36,7 +36,7 @@ from numba import njit
 from . import huge_memory
 from .memory import handle_mm_fault
 from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_NOHUGEPAGE, VM_PAD_ANON, VM_READ,
-                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio)
+                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, RmapEntry)
 from .pgtable_bulk import group
 
 FAULT_PATHS = ("batch", "reference")
@@ -322,7 +322,7 @@ class _Context:
         folios = system.folios
         for p, o, a, n in zip(f_pfn.tolist(), f_order.tolist(), f_addr, f_nr.tolist()):
             f = Folio(p, o)
-            f.rmap.append((mm, a, 0, n))
+            f.rmap.append(RmapEntry(mm, a, 0, n))
             f.mapcount = n
             folios[p] = f
         if f_pfn.size:

@@ -5,7 +5,7 @@ mm/readahead.c (page_cache_ra_order, page_cache_ra_unbounded, get_init_ra_size),
 include/linux/pagemap.h (mapping_set_folio_min_order, MAX_PAGECACHE_ORDER,
 mapping_align_index), mm/vmscan.c (shrink_folio_list) and mm/truncate.c
 (mapping_evict_folio). The per-process-page-size policies (folio.pagecache) that act on
-mmap and on faults live in filemap_policy.py; this module re-exports their entry points.
+mmap and on faults live in filemap_policy.py (filemap_mmap, filemap_fault).
 
 Invariants of every AddressSpace this module fills:
 - a folio caching index i of order k starts at mapping.folios key i, i % (1 << k) == 0;
@@ -20,12 +20,10 @@ Units: index/pgoff in kernel pages, order in kernel pages, bytes for sizes.
 
 from __future__ import annotations
 
-import weakref
 from bisect import bisect_left, bisect_right, insort
-from collections import OrderedDict
-from dataclasses import dataclass, field
 
-from .mm_types import AddressSpace, File, Folio
+from .mm_types import AddressSpace, File, Folio, OutOfMemory
+from .rmap import folio_unmap_all
 
 # Every order 0..max_order is allowed, order 1 included: mm/readahead.c page_cache_ra_order()
 # stopped turning order 1 into order 0 once file folios of order 1 were supported.
@@ -49,44 +47,16 @@ def max_pagecache_order(system) -> int:
     return min(page_shift - 3, system.max_order)
 
 
-# -- per-mapping and per-system state -------------------------------------------------
+# -- the folio index ------------------------------------------------------------------
+# mapping.starts (sorted folio start indices) is the xarray's order; the file LRU
+# (system.pagecache_lru) and the registered mappings (system.pagecache_mappings) are the
+# System's, as the kernel keeps the LRU per node, not per file.
 
-@dataclass
-class _MappingState:
-    """What struct address_space and struct file_ra_state keep besides the folios."""
-
-    starts: list = field(default_factory=list)  # sorted folio start indices (the xarray order)
-    ra_next: int = -1  # index after the last readahead window (sequential detection)
-    ra_size: int = 0  # pages in the last window (file_ra_state.size)
-    ra_order: int = 0  # folio order of the last window (file_ra_state.order)
-
-
-@dataclass
-class _CacheState:
-    """Global page-cache state of one System: the file LRU and the registered mappings."""
-
-    lru: OrderedDict = field(default_factory=OrderedDict)  # folio -> None, oldest first
-    mappings: dict = field(default_factory=dict)  # id(mapping) -> mapping, in registration order
-
-
-_mapping_state: "weakref.WeakKeyDictionary[AddressSpace, _MappingState]" = weakref.WeakKeyDictionary()
-_cache_state: "weakref.WeakKeyDictionary[object, _CacheState]" = weakref.WeakKeyDictionary()
-
-
-def _mstate(mapping: AddressSpace) -> _MappingState:
-    st = _mapping_state.get(mapping)
-    if st is None:
-        st = _mapping_state[mapping] = _MappingState()
-    if len(st.starts) != len(mapping.folios):  # folios added behind our back: reindex
-        st.starts = sorted(mapping.folios)
-    return st
-
-
-def _cstate(system) -> _CacheState:
-    st = _cache_state.get(system)
-    if st is None:
-        st = _cache_state[system] = _CacheState()
-    return st
+def _starts(mapping: AddressSpace) -> list[int]:
+    """mapping.starts, rebuilt when folios were added to mapping.folios behind our back."""
+    if len(mapping.starts) != len(mapping.folios):
+        mapping.starts = sorted(mapping.folios)
+    return mapping.starts
 
 
 # -- mapping setup --------------------------------------------------------------------
@@ -109,9 +79,7 @@ def mapping_init(system, mapping: AddressSpace) -> None:
             mapping.min_order = min(system.max_process_order, mapping.max_order)
     else:
         mapping.min_order = mapping.max_order = 0
-    st = _cstate(system)
-    st.mappings.setdefault(id(mapping), mapping)
-    _mstate(mapping)
+    system.pagecache_mappings.setdefault(id(mapping), mapping)
 
 
 def eof_pages(file: File, kernel_page_size: int) -> int:
@@ -123,29 +91,29 @@ def eof_pages(file: File, kernel_page_size: int) -> int:
 
 def filemap_get_folio(mapping: AddressSpace, index: int) -> Folio | None:
     """The folio caching `index`, or None (__filemap_get_folio() without FGP_CREAT)."""
-    st = _mstate(mapping)
-    pos = bisect_right(st.starts, index) - 1
+    starts = _starts(mapping)
+    pos = bisect_right(starts, index) - 1
     if pos < 0:
         return None
-    folio = mapping.folios[st.starts[pos]]
+    folio = mapping.folios[starts[pos]]
     return folio if index < folio.index + folio.nr_pages else None
 
 
 def _next_start(mapping: AddressSpace, index: int) -> int:
     """The first folio start > index, or NO_FOLIO."""
-    st = _mstate(mapping)
-    pos = bisect_right(st.starts, index)
-    return st.starts[pos] if pos < len(st.starts) else NO_FOLIO
+    starts = _starts(mapping)
+    pos = bisect_right(starts, index)
+    return starts[pos] if pos < len(starts) else NO_FOLIO
 
 
 def filemap_get_folios(mapping: AddressSpace, lo: int, hi: int) -> list[Folio]:
     """Folios overlapping indices [lo, hi), in index order (filemap_get_folios())."""
-    st = _mstate(mapping)
-    first = bisect_right(st.starts, lo) - 1
-    if first < 0 or st.starts[first] + mapping.folios[st.starts[first]].nr_pages <= lo:
+    starts = _starts(mapping)
+    first = bisect_right(starts, lo) - 1
+    if first < 0 or starts[first] + mapping.folios[starts[first]].nr_pages <= lo:
         first += 1
-    last = bisect_left(st.starts, hi)
-    return [mapping.folios[s] for s in st.starts[max(first, 0):last]]
+    last = bisect_left(starts, hi)
+    return [mapping.folios[s] for s in starts[max(first, 0):last]]
 
 
 def range_missing(mapping: AddressSpace, lo: int, hi: int) -> int:
@@ -158,7 +126,7 @@ def range_missing(mapping: AddressSpace, lo: int, hi: int) -> int:
 
 def folio_mark_accessed(system, folio: Folio) -> None:
     """Move folio to the young end of the file LRU (mm/swap.c folio_mark_accessed())."""
-    lru = _cstate(system).lru
+    lru = system.pagecache_lru
     if folio in lru:
         lru.move_to_end(folio)
 
@@ -172,8 +140,8 @@ def _add_folio(system, mapping: AddressSpace, folio: Folio, index: int) -> None:
     folio.index = index
     folio.uptodate = True
     mapping.folios[index] = folio
-    insort(_mstate(mapping).starts, index)
-    _cstate(system).lru[folio] = None
+    insort(_starts(mapping), index)
+    system.pagecache_lru[folio] = None
     kps = system.kernel_page_size
     start = index * kps
     system.stats.count("pagecache_readin_bytes", max(0, min(folio.nr_pages * kps, mapping.host.size - start)))
@@ -183,20 +151,20 @@ def _add_folio(system, mapping: AddressSpace, folio: Folio, index: int) -> None:
 def filemap_remove_folio(system, folio: Folio) -> None:
     """Drop a folio from its mapping and free it (filemap_remove_folio() + folio_put()).
 
-    A mapped folio is unmapped from every mm first (try_to_unmap() via memory.folio_unmap_all);
+    A mapped folio is unmapped from every mm first (try_to_unmap(): rmap.folio_unmap_all);
     a pinned or mlocked folio cannot be removed: the caller checks folio_droppable().
     """
     if not folio_droppable(folio):
         raise ValueError(f"filemap_remove_folio: folio at index {folio.index} is pinned or mlocked; "
                          f"check folio_droppable() first")
     if folio.rmap or folio.mapcount:
-        _unmap_all(folio)
+        folio_unmap_all(folio)
     mapping = folio.mapping
-    st = _mstate(mapping)
+    starts = _starts(mapping)
     del mapping.folios[folio.index]
-    pos = bisect_left(st.starts, folio.index)
-    del st.starts[pos]
-    _cstate(system).lru.pop(folio, None)
+    pos = bisect_left(starts, folio.index)
+    del starts[pos]
+    system.pagecache_lru.pop(folio, None)
     if folio.dirty:  # written back before it goes (mm/vmscan.c pageout())
         system.stats.count("pagecache_writeback_bytes", folio.size(system.kernel_page_size))
     folio.mapping = None
@@ -206,12 +174,6 @@ def filemap_remove_folio(system, folio: Folio) -> None:
 def folio_droppable(folio: Folio) -> bool:
     """Neither long-term pinned (folio_maybe_dma_pinned) nor mlocked (folio_test_mlocked)."""
     return folio.pincount == 0 and folio.mlock_count == 0
-
-
-def _unmap_all(folio: Folio) -> None:
-    from .memory import folio_unmap_all
-
-    folio_unmap_all(folio)
 
 
 # -- allocation ---------------------------------------------------------------------
@@ -276,8 +238,6 @@ class _Fill:
                 return folio
         if not needed:
             return None
-        from .memory import OutOfMemory
-
         self.system.stats.count("pagecache_alloc_failures")
         raise OutOfMemory(f"page cache: no order-{self.hard}..{order} folio for index {index} of "
                           f"{self.mapping.host.path} after reclaim (memory.size too small?)")
@@ -320,8 +280,6 @@ def fill_holes(system, mapping: AddressSpace, lo: int, hi: int, req_lo: int, req
             order -= 1
         folio = _folio_alloc_reclaim(system, order, mapping, req_lo, req_hi)
         if folio is None:
-            from .memory import OutOfMemory
-
             system.stats.count("pagecache_alloc_failures")
             raise OutOfMemory(f"page cache: no order-{order} folio for index {i} of {mapping.host.path}")
         _add_folio(system, mapping, folio, i)
@@ -350,8 +308,6 @@ def cache_folios(system, file: File, runs) -> None:
             raise ValueError(f"cache_folios: ({index}, {nr}) overlaps cached pages of {file.path}")
         folio = system.folio_alloc(order, anon=False)
         if folio is None:
-            from .memory import OutOfMemory
-
             raise OutOfMemory(f"cache_folios: no order-{order} folio for {file.path}")
         _add_folio(system, mapping, folio, index)
 
@@ -388,7 +344,6 @@ def page_cache_readahead(system, mapping: AddressSpace, index: int, req: int, *,
     end = eof_pages(mapping.host, kps)
     if index >= end or req <= 0:
         return
-    st = _mstate(mapping)
     ra_pages = system.policy.readahead // kps
     req_lo = index if req_lo is None else req_lo
     req_hi = min(index + req, end) if req_hi is None else req_hi
@@ -400,15 +355,15 @@ def page_cache_readahead(system, mapping: AddressSpace, index: int, req: int, *,
         # A read larger than the window is read window by window: filemap_read() meets the
         # PG_readahead mark of each window and page_cache_async_ra() starts the next one,
         # modelled as a sequential miss at ra_next.
-        sequential = index == st.ra_next and st.ra_size > 0
-        size = _next_ra_size(st.ra_size, ra_pages) if sequential else _init_ra_size(req, ra_pages)
-        order = st.ra_order if sequential else 0
+        sequential = index == mapping.ra_next and mapping.ra_size > 0
+        size = _next_ra_size(mapping.ra_size, ra_pages) if sequential else _init_ra_size(req, ra_pages)
+        order = mapping.ra_order if sequential else 0
         if mapping.large_folios and size >= max(RA_MIN_LARGE_PAGES, 1 << hard):
             order = min(order + RA_ORDER_STEP, mapping.max_order, size.bit_length() - 1)
         order = max(order, hard)
     hi = min(index + size, end)
     _Fill(system, mapping, pref=order, soft=soft, req_lo=req_lo, req_hi=req_hi).run(index, hi)
-    st.ra_next, st.ra_size, st.ra_order = hi, size, order
+    mapping.ra_next, mapping.ra_size, mapping.ra_order = hi, size, order
 
 
 def filemap_read(system, file: File, offset: int, length: int) -> int:
@@ -460,7 +415,7 @@ def shrink(system, nr_pages: int) -> int:
 def _shrink(system, nr_pages: int, *, protect) -> int:
     freed = 0
     victims = []
-    for folio in _cstate(system).lru:
+    for folio in system.pagecache_lru:
         if freed >= nr_pages:
             break
         if folio.mapcount or folio.rmap or not folio_droppable(folio):
@@ -495,7 +450,7 @@ def pagecache_metrics(system) -> dict:
     top = max_pagecache_order(system)
     by_order = [0] * (top + 1)
     total = waste = 0
-    for mapping in _cstate(system).mappings.values():
+    for mapping in system.pagecache_mappings.values():
         size = mapping.host.size
         for folio in mapping.folios.values():
             nbytes = folio.nr_pages * kps
@@ -508,7 +463,5 @@ def pagecache_metrics(system) -> dict:
     return out
 
 
-from .filemap_policy import filemap_fault, filemap_mmap  # noqa: E402  (policy entry points)
-
-__all__ = ["mapping_init", "filemap_read", "filemap_mmap", "filemap_fault", "shrink", "pagecache_metrics",
-           "filemap_get_folio", "filemap_get_folios", "max_pagecache_order"]
+__all__ = ["mapping_init", "filemap_read", "shrink", "pagecache_metrics", "filemap_get_folio",
+           "filemap_get_folios", "max_pagecache_order"]

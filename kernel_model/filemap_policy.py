@@ -26,9 +26,7 @@ from __future__ import annotations
 
 from .filemap import (_Fill, eof_pages, fill_holes, filemap_get_folio, filemap_get_folios,
                       filemap_remove_folio, folio_droppable, folio_mark_accessed, range_missing)
-from .mm_types import Folio, Vma
-
-VM_FAULT_SIGBUS = 0x000002  # include/linux/mm_types.h enum vm_fault_reason (== memory.VM_FAULT_SIGBUS)
+from .mm_types import VM_FAULT_SIGBUS, Folio, OutOfMemory, Vma
 
 # mm/readahead.c page_cache_ra_order(): file_ra_state.order starts at 0 for mmap read-around
 # (do_sync_mmap_readahead) and grows by 2 per call.
@@ -175,8 +173,6 @@ def _drop_reread(system, mapping, index: int, nr: int, target: int) -> bool:
 def _bounce_fault(system, mm, mapping, index: int, nr: int) -> list[tuple[Folio, int]]:
     """Ryan's fallback adapter: cache [index, index+nr) in the filesystem's small folios,
     then copy each process page into an anonymous folio of the process order."""
-    from .memory import OutOfMemory
-
     _fault_around(system, mapping, index, nr, soft=0)
     for f in filemap_get_folios(mapping, index, index + nr):
         folio_mark_accessed(system, f)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, Mm, Vma
+from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, Mm, RmapEntry,
+                       Vma, is_zero_folio)
+from .rmap import rmap_add
 from .units import ilog2
 
 
@@ -102,7 +104,7 @@ def vma_hugepage_hint(vma: Vma) -> str:
 
 
 # -- PMD-mapped THPs (mm/huge_memory.c) --------------------------------------------------
-# A PMD block maps one whole folio of the PMD order; its rmap entry is (mm, addr, 0, nr).
+# A PMD block maps one whole folio of the PMD order; its rmap entry is RmapEntry(mm, addr, 0, nr).
 # Operations that cover a block whole keep it a block; one that covers part of it splits
 # the PMD into a PTE table of the same pages first (__split_huge_pmd(); the folio itself
 # stays whole until fully unmapped, as on the deferred split queue).
@@ -136,7 +138,7 @@ def folio_exclusive(mm: Mm, folio) -> bool:
     """Whether folio is an anonymous folio mapped by mm alone (the model of
     PageAnonExclusive / folio_mm_id() == mm's id in wp_can_reuse_anon_folio())."""
     return (folio is not None and folio.anon and not is_zero_folio(mm.system, folio)
-            and all(e[0] is mm for e in folio.rmap))
+            and all(e.mm is mm for e in folio.rmap))
 
 
 # -- the huge zero page (mm/huge_memory.c) ----------------------------------------------
@@ -154,11 +156,6 @@ def huge_zero_folio(system, *, alloc: bool = True):
             folio = system.folio_alloc(order, anon=True, movable=False)
             system.huge_zero_folio = folio
     return folio
-
-
-def is_zero_folio(system, folio) -> bool:
-    """The zero page or the huge zero page (vm_normal_page() returns NULL for both)."""
-    return folio is not None and (folio is system.zero_folio or folio is getattr(system, "huge_zero_folio", None))
 
 
 def do_huge_zero_read_fault(mm: Mm, vma: Vma, addr: int) -> bool:
@@ -191,8 +188,6 @@ def do_huge_zero_wp_pmd(mm: Mm, vma: Vma, addr: int) -> bool:
     THP and maps it writable in its place (one fault). When the allocation fails the PMD is
     split into PTEs of the zero page and the caller copies at PTE level
     (VM_FAULT_FALLBACK). Returns whether the THP was mapped."""
-    from .rmap import rmap_add
-
     system = mm.system
     size = system.kgeom.pmd_size
     a = addr & ~(size - 1)
@@ -231,7 +226,7 @@ def copy_huge_pmd(parent: Mm, child: Mm, addr: int, pfn: int, prot: int) -> None
     child.pgtable.set_pmd(addr, pfn, ro, folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
     if is_zero_folio(parent.system, folio):
         return  # the huge zero page: mapped again, never rmapped
-    folio.rmap.append((child, addr, 0, folio.nr_pages))
+    folio.rmap.append(RmapEntry(child, addr, 0, folio.nr_pages))
     folio.mapcount += folio.nr_pages
 
 

@@ -1,8 +1,9 @@
 """The fault path and the PTE-level operations on an mm.
 
 Counterpart: mm/memory.c (handle_mm_fault, do_anonymous_page, do_fault, do_wp_page,
-zap_page_range_single, copy_page_range), mm/mremap.c (move_page_tables), mm/mprotect.c
-(change_protection), kernel/fork.c (dup_mmap), mm/mmap.c (exit_mmap).
+zap_page_range_single), mm/mmap.c (exit_mmap), mm/gup.c (populate, pin_user_pages),
+mm/mlock.c (the folios' mlock state). mprotect.py, mremap.py and fork.py hold
+change_protection(), move_page_tables() and dup_mmap()/copy_page_range().
 
 Per-process page size (the thread, Dev 2026-02-17): every mapping an mm gets is a whole
 number of naturally aligned process pages, each backed by folios of at least the process
@@ -13,33 +14,29 @@ Units: addresses in bytes; a "process page" is mm.page_size bytes; pfn in kernel
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from . import huge_memory
-from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_PAD_ANON, VM_READ,
-                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, Mm, Vma)
-# the rmap lives in rmap.py; these names stay importable from here (README contract)
-from .rmap import (folio_mlock_recount, folio_put_if_unused, folio_remap, folio_unmap_all,  # noqa: F401
-                   map_folio_range, rmap_add, rmap_move, unmap_folio_range)
-
-_map_folio_range = map_folio_range  # the name userfaultfd.py imports
-
-# include/linux/mm_types.h: enum vm_fault_reason
-VM_FAULT_OOM = 0x000001
-VM_FAULT_SIGBUS = 0x000002
-VM_FAULT_SIGSEGV = 0x000040
-VM_FAULT_RETRY = 0x000400
-VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
+from .arch.arm64.native import NativePageTable
+from .filemap import filemap_get_folios
+from .filemap_policy import filemap_fault
+from .geometry import geometry
+from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_FAULT_ERROR, VM_FAULT_RETRY, VM_FAULT_SIGBUS,
+                       VM_FAULT_SIGSEGV, VM_PAD_ANON, VM_READ, VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, Mm,
+                       OutOfMemory, Vma, is_zero_folio)
+from .pgtable import PageTable
+from .rmap import folio_mlock_recount, folio_put_if_unused, map_folio_range, rmap_add, unmap_folio_range
+from .shmem import shmem_fault
+from .userfaultfd import handle_userfault
+from .vma import VmaTree
 
 # mm/memory.c: fault_around_bytes = rounddown_pow_of_two(65536) (debugfs knob, 64K default).
 FAULT_AROUND_BYTES = 64 << 10
 
 # Below the mmap area: TASK_SIZE less the 128M minimum stack gap (mm/util.c mmap_base(), MIN_GAP).
 MIN_GAP = 128 << 20
-
-
-class OutOfMemory(MemoryError):
-    """The allocator could not provide a folio the fault may not fall back from (the OOM killer's case)."""
 
 
 def vma_prot(vma: Vma) -> int:
@@ -52,17 +49,11 @@ def mm_alloc(system, page_size: int) -> Mm:
     """mm_alloc() + the arch context: a Linux table in the kernel geometry and, when the
     process page is larger than the kernel's and arch.native_pgtable is not off, the
     native table in the process geometry."""
-    from .geometry import geometry
-    from .pgtable import PageTable
-    from .vma import VmaTree
-
     policy = system.policy
     pgtable = PageTable(system.kgeom, table_alloc=system.table_alloc, table_free=system.table_free,
                         contpte=policy.contpte)
     native = None
     if policy.native_pgtable != "off" and page_size > system.kernel_page_size:
-        from .arch.arm64.native import NativePageTable
-
         native = NativePageTable(pgtable, geometry(page_size, system.va_bits), mode=policy.native_pgtable,
                                  table_alloc=system.table_alloc, table_free=system.table_free,
                                  contpte=policy.contpte)
@@ -112,8 +103,6 @@ def handle_mm_fault(mm: Mm, addr: int, write: bool) -> int:
             return 0  # spurious: another fault already mapped it
         return do_wp_page(mm, vma, addr, pfn, leaf_shift=shift)
     if vma.flags & VM_UFFD_MISSING and vma.anon:
-        from .userfaultfd import handle_userfault
-
         return handle_userfault(mm, vma, addr, write)
     if vma.anon:
         return do_anonymous_page(mm, vma, addr, write)
@@ -157,8 +146,6 @@ def do_anonymous_page(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     if vma.flags & VM_PAD_ANON:
         return _pad_fault(mm, vma, addr)
     if vma.shmem is not None:
-        from .shmem import shmem_fault
-
         return shmem_fault(mm, vma, addr, write)
     if not write and huge_memory.do_huge_zero_read_fault(mm, vma, addr):
         system.stats.count("faults")
@@ -267,8 +254,6 @@ def do_fault(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     was handled at mmap time by an extra anonymous VMA. A process page wholly past EOF is
     SIGBUS under every policy (filemap_fault: index >= max_idx).
     """
-    from .filemap import filemap_fault
-
     system = mm.system
     kps = system.kernel_page_size
     f = vma.file
@@ -318,8 +303,6 @@ def _do_fault_around(mm: Mm, vma: Vma, addr: int, eof_pages: int) -> bool:
     before the file's last page (file_end >= folio_next_index(), file_end the index of the
     page holding EOF); else only its pages inside the window. Returns whether the page at
     addr is mapped now (else __do_fault() runs)."""
-    from .filemap import filemap_get_folios
-
     system = mm.system
     kps = system.kernel_page_size
     pmd = system.kgeom.pmd_size
@@ -375,8 +358,6 @@ def _fill_overhang(mm: Mm, vma: Vma, addr: int, nr: int) -> None:
 def _do_cow_fault(mm: Mm, vma: Vma, start: int, nr: int, idx: int, in_file: int) -> int:
     """mm/memory.c do_cow_fault(): a private write copies the file process page into a
     new anonymous folio of the process order (bytes past EOF read as zero in the copy)."""
-    from .filemap import filemap_fault
-
     system = mm.system
     got = filemap_fault(system, mm, vma, idx, in_file)
     if isinstance(got, int):
@@ -398,8 +379,6 @@ def populate(mm: Mm, start: int, end: int, write: bool) -> int:
 
     Returns 0, or -EFAULT when a page cannot be faulted (SIGBUS/SIGSEGV), -ENOMEM on holes.
     """
-    import errno
-
     ps = mm.page_size
     addr = start & ~(ps - 1)
     while addr < end:
@@ -438,13 +417,13 @@ def _unmap_page_range(mm: Mm, start: int, end: int) -> None:
         uniq = np.unique(heads[heads >= 0]).tolist()
     for head in uniq:
         folio = system.folios.get(head)
-        if folio is None or huge_memory.is_zero_folio(system, folio):
+        if folio is None or is_zero_folio(system, folio):
             continue
         unmap_folio_range(mm, folio, start, end)
         folio_put_if_unused(system, folio)
 
 
-def _pte_spans(mm: Mm, lo: int, hi: int) -> list[tuple[int, int]]:
+def pte_spans(mm: Mm, lo: int, hi: int) -> list[tuple[int, int]]:
     """[lo, hi) less the PMD blocks inside it (the caller split the straddling ones)."""
     spans, cur = [], lo
     size = mm.system.kgeom.pmd_size
@@ -470,7 +449,7 @@ def zap_range(mm: Mm, start: int, end: int) -> None:
             mm.pgtable.clear_pmd(a)
             unmap_folio_range(mm, folio, a, a + system.kgeom.pmd_size)
             folio_put_if_unused(system, folio)
-        for s0, s1 in _pte_spans(mm, lo, hi):
+        for s0, s1 in pte_spans(mm, lo, hi):
             _unmap_page_range(mm, s0, s1)
 
 
@@ -482,7 +461,7 @@ def _folios_in(mm: Mm, start: int, end: int) -> list[Folio]:
     heads = heads[heads >= 0]
     _, first = np.unique(heads, return_index=True)
     folios = [mm.system.folios.get(h) for h in heads[np.sort(first)].tolist()]
-    return [f for f in folios if f is not None and not huge_memory.is_zero_folio(mm.system, f)]
+    return [f for f in folios if f is not None and not is_zero_folio(mm.system, f)]
 
 
 def pin_user_pages(mm: Mm, start: int, end: int) -> int:
@@ -509,35 +488,7 @@ def munlock_range(mm: Mm, start: int, end: int) -> None:
         folio_mlock_recount(folio)
 
 
-def change_protection(mm: Mm, start: int, end: int, prot: int) -> None:
-    """mm/mprotect.c change_protection(): rewrite the protection of present PTEs in [start, end).
-
-    Shared mappings get prot as is. A private mapping gets write permission only on pages
-    of anonymous folios it maps alone (change_pte_range() with MM_CP_TRY_CHANGE_WRITABLE:
-    can_change_pte_writable() wants PageAnonExclusive); COW-shared, zero-page and file pages
-    stay read-only and take a write fault. PMD blocks: change_huge_pmd().
-    """
-    kps = mm.system.kernel_page_size
-    for vma in mm.vmas.find_intersection(start, end):
-        lo, hi = max(start, vma.start), min(end, vma.end)
-        huge_memory.split_huge_pmds(mm, lo, hi)
-        huge_memory.change_huge_pmds(mm, vma, lo, hi, prot)
-        for s0, s1 in _pte_spans(mm, lo, hi):
-            if vma.flags & VM_SHARED or not prot & PROT_WRITE:
-                mm.pgtable.modify_prot(s0, (s1 - s0) // kps, prot)
-                continue
-            heads = mm.pgtable.read_ptes(s0, (s1 - s0) // kps)[2]
-            ok = np.zeros(heads.size, np.bool_)
-            for h in np.unique(heads[heads >= 0]).tolist():
-                if huge_memory.folio_exclusive(mm, mm.system.folios.get(h)):
-                    ok |= heads == h
-            brk = np.flatnonzero(np.diff(ok)) + 1
-            for i0, i1 in zip(np.r_[0, brk].tolist(), np.r_[brk, ok.size].tolist()):
-                p = prot if ok[i0] else prot & ~PROT_WRITE
-                mm.pgtable.modify_prot(s0 + i0 * kps, i1 - i0, p)
-
-
-def _runs(idx: np.ndarray, pfn: np.ndarray, heads: np.ndarray, prot: np.ndarray | None = None):
+def folio_runs(idx: np.ndarray, pfn: np.ndarray, heads: np.ndarray, prot: np.ndarray | None = None):
     """Split present pages (indices idx, ascending) into runs of consecutive pages of one
     folio with consecutive pfns (and one prot): (first position, length) per run."""
     cut = (np.diff(idx) != 1) | (np.diff(pfn) != 1) | (np.diff(heads) != 0)
@@ -545,112 +496,3 @@ def _runs(idx: np.ndarray, pfn: np.ndarray, heads: np.ndarray, prot: np.ndarray 
         cut |= np.diff(prot) != 0
     brk = np.flatnonzero(cut) + 1
     return zip(np.r_[0, brk].tolist(), np.diff(np.r_[0, brk, idx.size]).tolist())
-
-
-def move_range(mm: Mm, old_start: int, new_start: int, length: int) -> None:
-    """mm/mremap.c move_page_tables(): carry the mappings of [old_start, +length) to new_start.
-
-    PMD blocks move whole where both places are PMD-aligned (move_pgt_entry(HPAGE_PMD)),
-    else they are split; PTEs move run by run (one set_ptes() per folio run and prot)."""
-    system = mm.system
-    kps = system.kernel_page_size
-    delta = new_start - old_start
-    old_end = old_start + length
-    huge_memory.split_huge_pmds(mm, old_start, old_end)
-    blocks = huge_memory.move_huge_pmds(mm, old_start, new_start, length)
-    moved = {}
-    for old, _ in blocks:
-        folio = system.pfn_folio(mm.pgtable.pte_get(old + delta)[0])
-        moved[folio.pfn] = folio
-    spans = []
-    for s0, s1 in _pte_spans(mm, old_start, old_end):
-        nr = (s1 - s0) // kps
-        pfn, prot, heads = mm.pgtable.read_ptes(s0, nr)
-        idx = np.flatnonzero(pfn >= 0)
-        mm.pgtable.clear_ptes(s0, nr)
-        if idx.size:
-            spans.append((s0, idx, pfn[idx], prot[idx], heads[idx]))
-        for h in np.unique(heads[idx]).tolist():
-            moved.setdefault(h, system.folios[h])
-    for folio in moved.values():
-        if not huge_memory.is_zero_folio(system, folio):
-            rmap_move(mm, folio, old_start, old_end, delta)
-    for s0, idx, pfn, prot, heads in spans:
-        for i, n in _runs(idx, pfn, heads, prot):
-            folio = moved[int(heads[i])]
-            mm.pgtable.set_ptes(s0 + delta + int(idx[i]) * kps, int(pfn[i]), n, int(prot[i]),
-                                folio_pfn=folio.pfn, folio_nr=folio.nr_pages)
-
-
-def _copy_pinned(child: Mm, vma: Vma, addr: int, nr: int) -> None:
-    """mm/memory.c copy_present_ptes(): an anonymous folio that may be DMA-pinned is not
-    shared (folio_try_dup_anon_rmap_ptes() fails); copy_present_page() gives the child its
-    own copy at once, writable, and the parent keeps its PTEs writable. The copy is made in
-    folios of the process order (one kernel page each in an anon_vma overhang VMA)."""
-    system = child.system
-    kps = system.kernel_page_size
-    order = 0 if vma.flags & VM_PAD_ANON else child.order
-    size = kps << order
-    a, end = addr, addr + nr * kps
-    while a < end:
-        hi = min((a & ~(size - 1)) + size, end)
-        new = system.anon_folio_alloc(order, padding=bool(vma.flags & VM_PAD_ANON))
-        if new is None:
-            raise OutOfMemory(f"fork: no order-{order} folio to copy a pinned page at {a:#x}")
-        map_folio_range(child, vma, a, new, (a - (a & ~(size - 1))) // kps, (hi - a) // kps, writable=True)
-        system.stats.count("fork_pinned_copies")
-        a = hi
-
-
-def dup_mm(parent: Mm, child: Mm) -> None:
-    """kernel/fork.c dup_mmap() + mm/memory.c copy_page_range(): the child gets the VMAs;
-    private anonymous folios are shared copy-on-write (copy_present_ptes(): both sides
-    write-protected; copy_huge_pmd() for PMD blocks); file pages are not copied (the
-    child faults them in), as copy_page_range() skips VMAs without anon_vma."""
-    from .abi_common import VM_WIPEONFORK
-    from .mm_types import VM_DONTCOPY, VM_LOCKONFAULT
-    from .userfaultfd import dup_userfaultfd
-
-    system = parent.system
-    kps = system.kernel_page_size
-    child.brk, child.start_brk, child.mmap_base = parent.brk, parent.start_brk, parent.mmap_base
-    for vma in parent.vmas.vmas:
-        if vma.flags & VM_DONTCOPY:
-            continue
-        cvma = child.vmas.map(Vma(vma.start, vma.end, vma.flags & ~(VM_LOCKED | VM_LOCKONFAULT),
-                                  file=vma.file, pgoff=vma.pgoff, name=vma.name, shmem=vma.shmem))
-        if vma.flags & VM_WIPEONFORK:
-            continue  # kernel/fork.c dup_mmap(): the child's copy starts empty
-        if vma.flags & VM_SHARED:
-            # vma_needs_copy(): a shared VMA has no anon_vma; the child faults its pages in
-            # (from the page cache, or the shmem object of a shared anonymous mapping)
-            if vma.shmem is not None:
-                system.stats.count("fork_shared_anon_vmas")
-            continue
-        huge_memory.split_huge_pmds(parent, vma.start, vma.end)
-        for a, pfn, prot in huge_memory.pmd_blocks(parent, vma.start, vma.end):
-            if system.pfn_folio(pfn).pincount:  # copy_huge_pmd(): pinned -> split, copy per PTE
-                huge_memory.split_huge_pmds(parent, a, a + 1, whole=True)
-                continue
-            huge_memory.copy_huge_pmd(parent, child, a, pfn, prot)
-            if vma.flags & VM_WRITE:
-                system.stats.count("cow_shared_pages", 1 << huge_memory.pmd_order(parent))
-        for s0, s1 in _pte_spans(parent, vma.start, vma.end):
-            pfn, _, heads = parent.pgtable.read_ptes(s0, (s1 - s0) // kps)
-            idx = np.flatnonzero(pfn >= 0)
-            if idx.size == 0:
-                continue
-            pfn, heads = pfn[idx], heads[idx]
-            for i, n in _runs(idx, pfn, heads):
-                folio = system.folios[int(heads[i])]
-                if not folio.anon:
-                    continue
-                addr = s0 + int(idx[i]) * kps
-                if folio.pincount:
-                    _copy_pinned(child, cvma, addr, n)
-                    continue
-                parent.pgtable.modify_prot(addr, n, vma_prot(vma) & ~PROT_WRITE)
-                map_folio_range(child, cvma, addr, folio, int(pfn[i]) - folio.pfn, n, writable=False)
-                if vma.flags & VM_WRITE:
-                    system.stats.count("cow_shared_pages", n)
-    dup_userfaultfd(parent, child)

@@ -1,6 +1,8 @@
-"""The objects the MM code passes around: Folio, Vma, AddressSpace, File, Mm.
+"""The objects the MM code passes around: Folio, Vma, AddressSpace, File, Mm, and the
+definitions every MM module shares (prot and vm_flags bits, VM_FAULT_* codes, OutOfMemory).
 
-Counterpart: include/linux/mm_types.h, include/linux/fs.h (struct address_space).
+Counterpart: include/linux/mm_types.h, include/linux/mm.h, include/linux/fs.h (struct
+address_space).
 Units: addresses and lengths in bytes; `pfn` in kernel-page frames; `index`/`pgoff`
 in kernel pages, as the kernel keeps them.
 """
@@ -8,6 +10,15 @@ in kernel pages, as the kernel keeps them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: these modules import this one
+    from .arch.arm64.native import NativePageTable
+    from .pgtable import PageTable
+    from .shmem import ShmemObject
+    from .system import System
+    from .userfaultfd import UserfaultfdCtx
+    from .vma import VmaTree
 
 # Protection bits (include/uapi/asm-generic/mman-common.h).
 PROT_NONE = 0x0
@@ -42,9 +53,31 @@ VM_PAD_ANON = 0x1_00000000  # model-only: the anonymous VMA covering an EOF over
 
 VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
 
+# include/linux/mm_types.h: enum vm_fault_reason
+VM_FAULT_OOM = 0x000001
+VM_FAULT_SIGBUS = 0x000002
+VM_FAULT_SIGSEGV = 0x000040
+VM_FAULT_RETRY = 0x000400
+VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
+
+
+class OutOfMemory(MemoryError):
+    """The allocator could not provide a folio the fault may not fall back from (the OOM killer's case)."""
+
 
 def prot_to_vm_flags(prot: int) -> int:
     return prot & (PROT_READ | PROT_WRITE | PROT_EXEC)  # calc_vm_prot_bits() for these three
+
+
+class RmapEntry(NamedTuple):
+    """One entry of Folio.rmap: kernel pages first .. first+nr-1 of the folio are mapped at
+    addr in mm (by PTEs, or by one PMD block when the folio has the PMD order and nr covers
+    it). A tuple: it compares equal to (mm, addr, first, nr)."""
+
+    mm: "Mm"
+    addr: int
+    first: int
+    nr: int
 
 
 @dataclass(eq=False)
@@ -68,7 +101,7 @@ class Folio:
     uptodate: bool = True
     padding: bool = False  # an anonymous folio standing in for bytes past EOF
     shmem: bool = False  # a page of a MAP_SHARED|MAP_ANONYMOUS object (shmem.py): unmapping never frees it
-    rmap: list = field(default_factory=list)  # [(mm, addr, first, nr)]: pages first..first+nr-1 of the folio mapped at addr
+    rmap: list[RmapEntry] = field(default_factory=list)  # where the folio is mapped (rmap.py keeps it)
 
     @property
     def nr_pages(self) -> int:
@@ -80,10 +113,12 @@ class Folio:
 
 @dataclass(eq=False)
 class AddressSpace:
-    """struct address_space: one file's page cache.
+    """struct address_space: one file's page cache, and its struct file_ra_state.
 
     `folios` maps a kernel-page index to the Folio starting there; every folio is
-    naturally aligned (index % nr_pages == 0). `min_order` is mapping_min_folio_order().
+    naturally aligned (index % nr_pages == 0). `starts` is the sorted list of those
+    indices (the xarray's order; filemap.py keeps it). `min_order` is
+    mapping_min_folio_order().
     """
 
     host: "File"
@@ -91,7 +126,11 @@ class AddressSpace:
     max_order: int = 0
     large_folios: bool = True  # mapping_large_folio_support(): the filesystem supports them
     folios: dict[int, Folio] = field(default_factory=dict)
+    starts: list[int] = field(default_factory=list)  # sorted(folios): the folio index
     nr_mmapped: int = 0  # mappings ever made (i_mmap is not empty once this is > 0)
+    ra_next: int = -1  # file_ra_state: the index after the last readahead window (sequential detection)
+    ra_size: int = 0  # file_ra_state.size: pages in the last window
+    ra_order: int = 0  # file_ra_state.order: folio order of the last window
 
 
 @dataclass(eq=False)
@@ -121,7 +160,7 @@ class Vma:
     file: File | None = None
     pgoff: int = 0
     name: str = ""
-    shmem: object = None  # shmem.ShmemObject of a MAP_SHARED|MAP_ANONYMOUS VMA (its vm_file)
+    shmem: "ShmemObject | None" = None  # shmem.ShmemObject of a MAP_SHARED|MAP_ANONYMOUS VMA (its vm_file)
 
     @property
     def length(self) -> int:
@@ -149,18 +188,27 @@ class Mm:
     (arch.native_pgtable=off). `vmas` is a vma.VmaTree aligned to `page_size`.
     """
 
-    system: "object"
+    system: "System"
     page_size: int
-    vmas: "object"
-    pgtable: "object"
-    native: "object | None" = None
+    vmas: "VmaTree"
+    pgtable: "PageTable"
+    native: "NativePageTable | None" = None
     mmap_base: int = 0
     start_brk: int = 0
     brk: int = 0
     locked_vm: int = 0  # bytes of VM_LOCKED mappings
     users: int = 1
+    # the userfaultfd contexts registered on this mm (vma->vm_userfaultfd_ctx, kept per mm)
+    uffd_ctxs: "list[UserfaultfdCtx]" = field(default_factory=list)
 
     @property
     def order(self) -> int:
         """The process order: the hard minimum folio order of this mm, in kernel pages."""
         return (self.page_size // self.system.kernel_page_size).bit_length() - 1
+
+
+def is_zero_folio(system: "System", folio: Folio | None) -> bool:
+    """The zero page or the huge zero page (include/linux/mm.h is_zero_folio(),
+    include/linux/huge_mm.h is_huge_zero_folio()): vm_normal_page() returns NULL for both,
+    so they are never rmapped, counted or freed."""
+    return folio is not None and (folio is system.zero_folio or folio is getattr(system, "huge_zero_folio", None))

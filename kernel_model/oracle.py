@@ -38,9 +38,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from workloads.trace import read_chunks
 
 from .oracle_scenarios import FILE_SIZE, PAGE, PATTERNS, PMD, SCENARIOS, Step, anon_steps, pattern, run_model, \
     scenario_steps
+from .system import Policy
+from .units import parse_size
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
 HARNESS = Path(__file__).with_name("oracle_harness.c")
@@ -92,8 +95,6 @@ def size_enabled(host: dict, size: int, advice: str | None) -> bool:
 
 def model_policy(host: dict, advice: str | None):
     """The system.Policy of the model that matches the host knobs for a region madvised `advice`."""
-    from .system import Policy
-
     on = [s for s in sorted(host["sizes"]) if s < PMD and size_enabled(host, s, advice)]
     return Policy(anon="mthp" if on else "base", mthp_sizes=tuple(on) or (16384, 32768, 65536),
                   thp_pmd=size_enabled(host, PMD, advice), huge_zero_page=host["use_zero_page"])
@@ -110,8 +111,6 @@ def parse_set_thp(values: list[str], host: dict) -> dict:
     """--set-thp values -> {sysfs path: new value}. never|madvise|always set the top-level
     enabled; mthp=SIZE[,SIZE...] sets those hugepages-<size>kB to always and every other
     size below the PMD size to never; pmd=VALUE sets hugepages-2048kB."""
-    from .units import parse_size
-
     out = {}
     for v in values:
         if v in ("never", "madvise", "always"):
@@ -361,8 +360,6 @@ def trace_steps(path: str, advice: str | None) -> list[Step]:
     boundary below its lowest address to the page after its highest, so the offsets keep
     their alignment and THP and mTHP ranges fall where they fell in the traced program.
     Each region's accesses are replayed in trace order (regions do not interact)."""
-    from workloads.trace import read_chunks
-
     addrs, writes = [], []
     for chunk_addrs, chunk_writes in read_chunks(path):
         addrs.append(chunk_addrs)
@@ -389,8 +386,6 @@ def trace_steps(path: str, advice: str | None) -> list[Step]:
 
 
 def main(argv=None) -> int:
-    from .units import parse_size
-
     ap = argparse.ArgumentParser(prog="python -m kernel_model.oracle", description=__doc__.split("\n")[0])
     ap.add_argument("--pattern", action="append", default=[], help=f"one of {', '.join(PATTERNS)} (repeatable)")
     ap.add_argument("--scenario", action="append", default=[], help=f"one of {', '.join(SCENARIOS)} (repeatable)")

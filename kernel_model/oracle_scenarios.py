@@ -20,6 +20,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from workloads.phases import Access, Fork
+from workloads.synthetic import zipf_cdf, zipf_pages
+
+from . import huge_memory
+from .abi_common import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
+                         MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE)
+from .filemap import cache_folios, filemap_read
+from .mm_types import VM_SHARED
+from .simulate import Runner
+from .system import System
 
 PAGE = 4096
 PMD = 2 << 20
@@ -85,8 +95,6 @@ def pattern(name: str, size: int, accesses: int, seed: int, write_ratio: float =
         off = np.concatenate([first, first[::2]])
         return off, np.r_[np.zeros(pages, bool), np.ones(first[::2].size, bool)]
     if name == "zipf":
-        from workloads.synthetic import zipf_cdf, zipf_pages
-
         perm = rng.permutation(pages).astype(np.int64)
         pg = zipf_pages(rng, accesses, zipf_cdf(pages, 1.2), perm)
         off = pg * PAGE + rng.integers(0, PAGE, accesses, dtype=np.int64)
@@ -183,13 +191,6 @@ _TINY_TLB = {"name": "oracle", "replacement": "lru", "coalesce_contig": True,
 def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
     """Replay steps in the model with `policy` (a system.Policy); returns what the harness
     prints: {"access": [faults per access step], "report": {rid: metrics}}."""
-    from workloads.phases import Access, Fork
-
-    from .abi_common import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
-                             MAP_PRIVATE, MAP_SHARED, PROT_NONE, PROT_READ, PROT_WRITE)
-    from .simulate import Runner
-    from .system import System
-
     class FaultRunner(Runner):
         """simulate()'s phase interpreter without the TLB model: only the fault path runs."""
 
@@ -208,8 +209,6 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
             addr = MODEL_BASE + st.rid * (64 << 30)
             fd, flags = -1, MAP_FIXED_NOREPLACE
             if st.kind == "file":
-                from .filemap import cache_folios, filemap_read
-
                 f = system.files.get(st.path)
                 if f is None and st.layout is None:
                     # a tmpfs file (huge=never): order-0 page-cache folios, all cached
@@ -249,9 +248,6 @@ def run_model(steps: list[Step], policy, *, memory_size: str = "4G") -> dict:
 
 def region_metrics(mm, addr: int, length: int) -> dict:
     """smaps-style bytes and the folios mapped in [addr, addr + length) of a model mm."""
-    from . import huge_memory
-    from .mm_types import VM_SHARED
-
     system = mm.system
     n = length // PAGE
     pfn, _, heads = mm.pgtable.read_ptes(addr, n)

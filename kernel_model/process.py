@@ -16,8 +16,9 @@ import errno
 import os
 import weakref
 
-from . import memory
+from . import fork, memory
 from .abi import AT_PAGESZ, Syscalls
+from .binfmt_elf import load_elf_binary
 from .pagemap import PagemapOps
 from .userfaultfd import UserfaultfdOps
 
@@ -78,8 +79,6 @@ class Process(Syscalls, UserfaultfdOps, PagemapOps):
         if old is not None:
             memory.exit_mmap(old)
         if path is not None:
-            from .binfmt_elf import load_elf_binary
-
             result = load_elf_binary(self, path)
             self.elf = result
             if not result.ok:
@@ -99,7 +98,7 @@ class Process(Syscalls, UserfaultfdOps, PagemapOps):
         child.auxv = dict(self.auxv)
         child.mm = memory.mm_alloc(system, self.page_size)
         system.processes[child.pid] = child
-        memory.dup_mm(self.mm, child.mm)
+        fork.dup_mm(self.mm, child.mm)
         child._account_locked()
         return child
 

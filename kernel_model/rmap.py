@@ -2,7 +2,7 @@
 
 Counterpart: mm/rmap.c (folio_add_anon_rmap_ptes, folio_remove_rmap_ptes, try_to_unmap,
 remove_migration_ptes) and mm/mlock.c (mlock_count). Folio.rmap entries are
-`(mm, addr, first, nr)`: kernel pages first .. first+nr-1 of the folio are mapped at addr
+`mm_types.RmapEntry(mm, addr, first, nr)`: kernel pages first .. first+nr-1 of the folio are mapped at addr
 in mm (by PTEs, or by one PMD block when the folio has the PMD order and nr covers it).
 The zero folio is never rmapped (vm_normal_page() returns NULL for it).
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import huge_memory
-from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, Folio, Mm, Vma
+from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, Folio, Mm, RmapEntry, Vma, is_zero_folio
 
 
 def _pte_prot(vma: Vma, writable: bool) -> int:
@@ -30,7 +29,7 @@ def map_folio_range(mm: Mm, vma: Vma, addr: int, folio: Folio, first: int, nr: i
 
 
 def rmap_add(vma: Vma, folio: Folio, mm: Mm, addr: int, first: int, nr: int) -> None:
-    folio.rmap.append((mm, addr, first, nr))
+    folio.rmap.append(RmapEntry(mm, addr, first, nr))
     folio.mapcount += nr
     if vma.flags & VM_LOCKED:
         # mm/mlock.c mlock_new_folio()/mlock_vma_folio(): mapped into a VM_LOCKED VMA
@@ -61,17 +60,17 @@ def _rmap_cut(folio: Folio, mm: Mm, start: int, end: int):
             continue
         lo, hi = max(addr, start), min(eend, end)
         if lo > addr:
-            yield (emm, addr, first, (lo - addr) // kps), False
-        yield (emm, lo, first + (lo - addr) // kps, (hi - lo) // kps), True
+            yield RmapEntry(emm, addr, first, (lo - addr) // kps), False
+        yield RmapEntry(emm, lo, first + (lo - addr) // kps, (hi - lo) // kps), True
         if hi < eend:
-            yield (emm, hi, first + (hi - addr) // kps, (eend - hi) // kps), False
+            yield RmapEntry(emm, hi, first + (hi - addr) // kps, (eend - hi) // kps), False
 
 
 def unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
     """Drop folio's rmap entries of mm inside [start, end); returns the pages unmapped."""
     pieces = list(_rmap_cut(folio, mm, start, end))
     folio.rmap = [e for e, inside in pieces if not inside]
-    dropped = sum(e[3] for e, inside in pieces if inside)
+    dropped = sum(e.nr for e, inside in pieces if inside)
     folio.mapcount -= dropped
     if dropped and folio.mlock_count:
         folio_mlock_recount(folio)  # mm/rmap.c folio_remove_rmap_ptes() -> munlock_vma_folio()
@@ -81,14 +80,14 @@ def unmap_folio_range(mm: Mm, folio: Folio, start: int, end: int) -> int:
 def rmap_move(mm: Mm, folio: Folio, start: int, end: int, delta: int) -> None:
     """mremap: the rmap entries of mm inside [start, end) move by delta (an entry straddling
     an edge is split there first)."""
-    folio.rmap = [(e[0], e[1] + delta, e[2], e[3]) if inside else e
+    folio.rmap = [RmapEntry(e.mm, e.addr + delta, e.first, e.nr) if inside else e
                   for e, inside in _rmap_cut(folio, mm, start, end)]
 
 
 def folio_put_if_unused(system, folio: Folio) -> None:
     """Free an anonymous folio nobody maps or pins any more (folio_put() reaching zero)."""
     if (folio.anon and folio.mapcount == 0 and folio.pincount == 0 and folio.pfn in system.folios
-            and not folio.shmem and not huge_memory.is_zero_folio(system, folio)):
+            and not folio.shmem and not is_zero_folio(system, folio)):
         system.anon_folio_free(folio)
 
 
@@ -97,7 +96,9 @@ def folio_unmap_all(folio: Folio) -> None:
     first, as try_to_unmap_one() does with TTU_SPLIT_HUGE_PMD)."""
     for mm, addr, first, nr in list(folio.rmap):
         kps = mm.system.kernel_page_size
-        huge_memory.split_huge_pmds(mm, addr, addr + nr * kps, whole=True)
+        for a in mm.pgtable.pmd_blocks_in(addr, addr + nr * kps):  # split_huge_pmd_address()
+            mm.pgtable.split_pmd(a)
+            mm.system.stats.count("thp_split_pmd")
         mm.pgtable.clear_ptes(addr, nr)
         unmap_folio_range(mm, folio, addr, addr + nr * kps)
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import weakref
 
-from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, Mm, Vma
+from .mm_types import PROT_EXEC, PROT_READ, PROT_WRITE, Mm, OutOfMemory, Vma
+from .rmap import map_folio_range
 
 # mm/memory.c: fault_around_bytes = rounddown_pow_of_two(65536) (debugfs knob, 64K default).
 FAULT_AROUND_BYTES = 64 << 10
@@ -68,9 +69,6 @@ def shmem_fault(mm: Mm, vma: Vma, addr: int, write: bool) -> int:
     (64K aligned, clipped to the VMA and the PTE table); when that covered addr the fault
     is done. Otherwise (and for every write fault, do_shared_fault() does no fault-around)
     shmem_fault() finds or allocates the folio at the index and maps it."""
-    from .memory import OutOfMemory
-    from .rmap import map_folio_range
-
     system = mm.system
     kps = system.kernel_page_size
     obj = vma.shmem

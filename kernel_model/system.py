@@ -7,13 +7,17 @@ caches, the policy knobs of the run, and the event counters that become the metr
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .filemap import mapping_init, shrink
 from .geometry import geometry
-from .mm_types import File, Folio
+from .mm_types import AddressSpace, File, Folio
+from .page_alloc import MAX_ORDER_FOR, PageAllocator
+from .process import Process
+from .rmap import folio_remap
 from .units import parse_page_size, parse_size
 
 ANON_POLICIES = ("base", "mthp", "mthp_only")
@@ -73,8 +77,6 @@ class System:
     def __init__(self, kernel_page_size="4K", memory_size="8G", *, va_bits: int = 48,
                  fragmentation: float = 0.0, fragmentation_order: int | None = None, seed: int = 0,
                  policy: Policy | None = None, **knobs):
-        from .page_alloc import MAX_ORDER_FOR, PageAllocator
-
         self.kernel_page_size = parse_page_size(kernel_page_size, what="kernel.page_size")
         self.va_bits = va_bits
         self.kgeom = geometry(self.kernel_page_size, va_bits)
@@ -102,6 +104,10 @@ class System:
             # ZERO_PAGE, sized to the largest process page so any process maps a whole page of zeroes.
             self.zero_folio = self.folio_alloc(self.max_process_order, anon=True, movable=False)
         self.files: dict[str, File] = {}
+        # the page cache's file LRU (mm/vmscan.c, per node): folio -> None, oldest first;
+        # and the mappings filemap.mapping_init() registered: id(mapping) -> mapping, in order
+        self.pagecache_lru: OrderedDict[Folio, None] = OrderedDict()
+        self.pagecache_mappings: dict[int, AddressSpace] = {}
         self.processes: dict = {}
         self._next_pid = 1
 
@@ -153,16 +159,12 @@ class System:
 
     def execve(self, page_size="kernel", path: str | None = None):
         """A new process running with the personality page size `page_size`."""
-        from .process import Process
-
         return Process.spawn(self, page_size=page_size, path=path)
 
     def create_file(self, path: str, size: int, *, large_folios: bool = True) -> File:
         if size < 0:
             raise ValueError(f"create_file: size must be >= 0, got {size}")
         f = File(path=path, size=int(size), large_folios=large_folios)
-        from .filemap import mapping_init
-
         mapping_init(self, f.mapping)
         self.files[path] = f
         return f
@@ -187,8 +189,6 @@ class System:
         """An anonymous folio for a fault; reclaims page cache once when memory is short."""
         folio = self.folio_alloc(order, anon=True)
         if folio is None:
-            from .filemap import shrink
-
             if shrink(self, 1 << order):
                 folio = self.folio_alloc(order, anon=True)
         if folio is None and self.reclaim_native_tables(self.kernel_page_size << order):
@@ -245,8 +245,6 @@ class System:
         self.folios[new_pfn] = folio
         self.mem_map_head[old_pfn:old_pfn + folio.nr_pages] = -1
         self.mem_map_head[new_pfn:new_pfn + folio.nr_pages] = new_pfn
-        from .memory import folio_remap
-
         folio_remap(folio, old_pfn)
 
     def table_alloc(self, nbytes: int) -> int:

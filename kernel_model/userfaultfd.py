@@ -17,11 +17,12 @@ from __future__ import annotations
 import errno
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from .memory import _map_folio_range
-from .mm_types import VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP
+from .mm_types import VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_MAYWRITE, VM_SHARED, VM_UFFD_MISSING, VM_UFFD_WP, Mm
+from .rmap import map_folio_range
 
 # include/uapi/linux/userfaultfd.h
 UFFD_API = 0xAA
@@ -55,12 +56,20 @@ class UffdMsg:
     flags: int
 
 
+class UffdRange(NamedTuple):
+    """A registered range [start, end) of a context and its UFFDIO_REGISTER_MODE_* bits."""
+
+    start: int
+    end: int
+    mode: int
+
+
 @dataclass(eq=False)
 class UserfaultfdCtx:
     """struct userfaultfd_ctx: the registered ranges of one mm and the pending fault queue."""
 
-    mm: object
-    ranges: list = field(default_factory=list)  # [(start, end, mode)] registered, disjoint
+    mm: Mm
+    ranges: list[UffdRange] = field(default_factory=list)  # registered, disjoint, ascending
     pending: deque = field(default_factory=deque)  # UffdMsg not yet read
     waiting: set = field(default_factory=set)  # process-page addresses with a blocked thread
     last_copy: int = 0  # uffdio_copy.copy / uffdio_zeropage.zeropage of the last call
@@ -71,14 +80,6 @@ class UserfaultfdCtx:
             if start <= addr < end:
                 return mode
         return 0
-
-
-def _mm_ctxs(mm) -> list:
-    """The userfaultfd contexts registered on `mm` (vma->vm_userfaultfd_ctx, kept per mm)."""
-    ctxs = mm.__dict__.get("uffd_ctxs")
-    if ctxs is None:
-        ctxs = mm.__dict__["uffd_ctxs"] = []
-    return ctxs
 
 
 def handle_userfault(mm, vma, addr: int, write: bool) -> int:
@@ -92,10 +93,8 @@ def handle_userfault(mm, vma, addr: int, write: bool) -> int:
     No context covering `addr` -> VM_FAULT_SIGBUS, as handle_userfault() does when the ctx
     is gone (the "ret = VM_FAULT_SIGBUS" default).
     """
-    from .memory import VM_FAULT_RETRY, VM_FAULT_SIGBUS
-
     page = addr & ~(mm.page_size - 1)
-    for ctx in _mm_ctxs(mm):
+    for ctx in mm.uffd_ctxs:
         if ctx.covering(addr) & UFFDIO_REGISTER_MODE_MISSING:
             if page not in ctx.waiting:
                 ctx.waiting.add(page)
@@ -113,7 +112,7 @@ def _live_ranges(ctx) -> list:
     for s, e, m in ctx.ranges:
         for vma in ctx.mm.vmas.find_intersection(s, e):
             if vma.flags & VM_UFFD_MISSING:
-                out.append((max(s, vma.start), min(e, vma.end), m))
+                out.append(UffdRange(max(s, vma.start), min(e, vma.end), m))
     return out
 
 
@@ -214,19 +213,19 @@ class UserfaultfdOps:
                 return -errno.EINVAL
             if not vma.flags & VM_MAYWRITE:
                 return -errno.EPERM
-        for other in _mm_ctxs(mm):
+        for other in mm.uffd_ctxs:
             if other is not ctx and any(s < end and start < e for s, e, _ in _live_ranges(other)):
                 return -errno.EBUSY
-        for known in _mm_ctxs(mm):  # drop what died with an old VMA before flags change
+        for known in mm.uffd_ctxs:  # drop what died with an old VMA before flags change
             known.ranges = _live_ranges(known)
         mm.vmas.set_flags(start, end, VM_UFFD_MISSING, 0)
-        ranges = ctx.ranges if ctx in _mm_ctxs(mm) else []
+        ranges = ctx.ranges if ctx in mm.uffd_ctxs else []
         for vma in vmas:  # what is registered: the mapped parts of the range
             lo, hi = max(vma.start, start), min(vma.end, end)
-            ranges = [(s, e, m) for s, e, m in ranges if e <= lo or s >= hi] + [(lo, hi, mode)]
+            ranges = [r for r in ranges if r.end <= lo or r.start >= hi] + [UffdRange(lo, hi, mode)]
         ctx.ranges = sorted(ranges)
-        if ctx not in _mm_ctxs(mm):
-            _mm_ctxs(mm).append(ctx)
+        if ctx not in mm.uffd_ctxs:
+            mm.uffd_ctxs.append(ctx)
         ctx.last_ioctls = UFFD_API_RANGE_IOCTLS_BASIC
         return 0
 
@@ -249,9 +248,9 @@ class UserfaultfdOps:
         kept = []
         for s, e, m in ctx.ranges:
             if s < start:
-                kept.append((s, min(e, start), m))
+                kept.append(UffdRange(s, min(e, start), m))
             if e > end:
-                kept.append((max(s, end), e, m))
+                kept.append(UffdRange(max(s, end), e, m))
         ctx.ranges = kept
         ctx.waiting = {a for a in ctx.waiting if not start <= a < end}
         return 0
@@ -290,14 +289,14 @@ class UserfaultfdOps:
                 return copied if copied else -errno.EEXIST
             if what == "zeropage" and system.zero_folio is not None:
                 # mfill_atomic_pte_zeropage(): the zero page, read-only (pte_mkspecial).
-                _map_folio_range(mm, vma, page, system.zero_folio, 0, nr, writable=False)
+                map_folio_range(mm, vma, page, system.zero_folio, 0, nr, writable=False)
             else:
                 # mfill_atomic_pte_copy() / mfill_atomic_pte_zeroed_folio(): a new anon folio
                 # of the process order, mapped writable when the VMA is.
                 folio = system.anon_folio_alloc(mm.order)
                 if folio is None:
                     return copied if copied else -errno.ENOMEM
-                _map_folio_range(mm, vma, page, folio, 0, nr, writable=True)
+                map_folio_range(mm, vma, page, folio, 0, nr, writable=True)
             system.stats.count(STAT_INSTALLED, nr)
             ctx.waiting.discard(page)
             copied += ps

@@ -11,7 +11,7 @@ import pytest
 from kernel_model.abi import (MADV_DONTNEED, MADV_NOHUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
                               MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE)
 from kernel_model.huge_memory import anon_fault_orders, anon_granule_order
-from kernel_model.memory import OutOfMemory
+from kernel_model.mm_types import OutOfMemory
 from tests.kernel_model.mmdraw import folio_at, layout, proc
 
 K = 1024

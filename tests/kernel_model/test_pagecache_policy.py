@@ -49,14 +49,14 @@ def zero(**kw):
 
 @pytest.fixture
 def unmapped(monkeypatch):
-    """A test double for memory.folio_unmap_all: records and clears the rmap."""
+    """A test double for rmap.folio_unmap_all: records and clears the rmap."""
     seen = []
 
     def unmap_all(folio):
         seen.append(folio.index)
         folio.rmap, folio.mapcount = [], 0
 
-    monkeypatch.setattr("kernel_model.filemap._unmap_all", unmap_all)
+    monkeypatch.setattr("kernel_model.filemap.folio_unmap_all", unmap_all)
     return seen
 
 

@@ -5,7 +5,7 @@ reported byte count equals a recount from the model's own objects."""
 import pytest
 
 from kernel_model.geometry import geometry
-from kernel_model.huge_memory import is_zero_folio
+from kernel_model.mm_types import is_zero_folio
 from kernel_model.simulate import Runner, simulate
 from kernel_model.system import System
 
