@@ -1,6 +1,11 @@
 """A real two-node Ray cluster on loopback for the cluster tests, whose nodes cannot see
 the project's code.
 
+The cluster lives in a network namespace of its own whose only interface is loopback
+(``unshare -n``, held open by a sleeping process; every node, probe and driver enters it
+with ``nsenter --net``): Ray turns a loopback node address into the host's own interface
+address when it finds one (ray/_private/services.py resolve_ip_for_localhost), and in
+this namespace it finds none, so every byte the cluster sends goes to 127.0.0.1.
 Each node is its own ``ray start --block`` with its own --temp-dir, bound to
 127.0.0.1, in a new session; with ``hide`` it runs under ``unshare -m`` with an empty
 tmpfs mounted over every directory a fresh interpreter on this machine would import
@@ -55,6 +60,45 @@ def code_dirs(env: dict) -> list:
     return sorted(set(out.stdout.split()))
 
 
+def can_isolate_network() -> str | None:
+    """None when a loopback-only network namespace can be made here, else why not."""
+    if not sys.platform.startswith("linux"):
+        return "network namespaces are Linux only"
+    missing = [t for t in ("unshare", "nsenter", "ip") if shutil.which(t) is None]
+    if missing:
+        return f"no {', '.join(missing)} (util-linux, iproute2) for a loopback-only network namespace"
+    res = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    if res.returncode:
+        return f"unshare -n not permitted here: {res.stderr.strip()}"
+    return None
+
+
+class NetNamespace:
+    """A network namespace with loopback up, alive while its holder process sleeps."""
+
+    def __init__(self):
+        self.holder = subprocess.Popen(["unshare", "-n", "sh", "-c", "ip link set lo up && exec sleep 86400"],
+                                       start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:      # up once the holder execs sleep inside it
+            if self.holder.poll() is not None:
+                raise RuntimeError("could not set up the loopback-only network namespace")
+            try:
+                if os.readlink(f"/proc/{self.holder.pid}/exe").endswith("sleep"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("timed out setting up the loopback-only network namespace")
+
+    def wrap(self, cmd: list) -> list:
+        return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", *cmd]
+
+    def close(self) -> None:
+        _signal_group(self.holder, signal.SIGKILL)
+        self.holder.wait()
+
+
 def can_hide() -> str | None:
     """None when mount namespaces work here, else why not."""
     if not sys.platform.startswith("linux"):
@@ -78,6 +122,8 @@ class TwoNodeCluster:
         self.hidden = sorted(set(code_dirs(self.env)) | {str(repo)}) if hide else []
         self.procs: list = []
         self.dashboard = f"http://127.0.0.1:{free_port()}" if dashboard else None
+        self.net = NetNamespace()
+        self.wrap = self.net.wrap
 
     def _start(self, name: str, args: list) -> None:
         temp = self.base / name
@@ -89,6 +135,7 @@ class TwoNodeCluster:
         if self.hidden:
             mounts = " && ".join(f"mount -t tmpfs -o size=1m,mode=755 tmpfs '{d}'" for d in self.hidden)
             cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
+        cmd = self.wrap(cmd)
         log = open(self.base / f"{name}.log", "w")
         self.procs.append(subprocess.Popen(cmd, cwd="/", env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True))
@@ -106,7 +153,7 @@ class TwoNodeCluster:
     def alive_nodes(self) -> int:
         probe = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
                  "print(sum(n['Alive'] for n in ray.nodes()))" % self.address)
-        res = subprocess.run([sys.executable, "-c", probe], cwd="/", env=self.env, capture_output=True,
+        res = subprocess.run(self.wrap([sys.executable, "-c", probe]), cwd="/", env=self.env, capture_output=True,
                              text=True, timeout=120)
         return int(res.stdout.split()[-1]) if res.returncode == 0 and res.stdout.split() else 0
 
@@ -155,6 +202,7 @@ class TwoNodeCluster:
                 except ProcessLookupError:
                     pass
             time.sleep(0.5)
+        self.net.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -2,9 +2,8 @@
 real two-node cluster whose nodes can see neither the checkout nor the installed
 package (tests/sweep/ray_nodes.py), joined by address and through ``ray job submit``.
 
-Ray 2.60 turns a loopback node or cluster address into this host's own interface
-address (ray/_private/services.py resolve_ip_for_localhost), so the nodes, bound with
---node-ip-address=127.0.0.1, talk over that address: traffic never leaves the machine.
+The cluster and the drivers that join it run in a loopback-only network namespace
+(ray_nodes.NetNamespace): every byte they send goes to 127.0.0.1.
 """
 
 import os
@@ -18,7 +17,7 @@ import pytest
 
 from sweep.query import connect
 from tests.conftest import REPO
-from tests.sweep.ray_nodes import TwoNodeCluster, can_hide
+from tests.sweep.ray_nodes import TwoNodeCluster, can_hide, can_isolate_network
 
 # Three cells of the real model, small enough for two busy cores.
 REAL = ("+experiment=mthp_gap", "folio.anon=base", "kernel=4k", "workload.working_set=8M",
@@ -27,8 +26,8 @@ ROWS = ("select cell_key, status, attempts, faults, l2_tlb_misses, walk_mem_refs
         "order by cell_key")
 
 
-def sweep_cli(*args, env, cwd=REPO, timeout=600):
-    return subprocess.run([sys.executable, "-m", "sweep", "sweep.progress=false", *args], cwd=cwd, env=env,
+def sweep_cli(*args, env, cwd=REPO, timeout=600, wrap=list):
+    return subprocess.run(wrap([sys.executable, "-m", "sweep", "sweep.progress=false", *args]), cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -57,6 +56,9 @@ def cluster():
     why = can_hide()
     if why:
         pytest.skip(f"cannot hide the code from Ray nodes: {why}")
+    why = can_isolate_network()
+    if why:
+        pytest.skip(f"cannot keep the cluster's traffic on loopback: {why}")
     c = TwoNodeCluster(hide=True, repo=REPO, dashboard=True)
     try:
         yield c.start()
@@ -68,7 +70,7 @@ def test_cluster_gets_the_drivers_code(cluster, tmp_path):
     env = dict(cluster.env, PYTHONPATH=str(REPO))        # the driver sees the checkout
     # ray.ship_code=false: the nodes cannot import the code; one line, exit 2, nothing written
     res = sweep_cli(*REAL, f"ray.address={cluster.address}", "ray.ship_code=false",
-                    f"results.dir={tmp_path}/none", env=env)
+                    f"results.dir={tmp_path}/none", env=env, wrap=cluster.wrap)
     assert res.returncode == 2, res.stderr
     last = res.stderr.splitlines()[-1]
     assert last.startswith("error: ray: node ") and last.endswith(
@@ -77,7 +79,8 @@ def test_cluster_gets_the_drivers_code(cluster, tmp_path):
     assert not (tmp_path / "none").exists()
 
     # the default ships sweep, kernel_model and workloads: the same rows as a serial run
-    res = sweep_cli(*REAL, f"ray.address={cluster.address}", f"results.dir={tmp_path}/cluster", env=env)
+    res = sweep_cli(*REAL, f"ray.address={cluster.address}", f"results.dir={tmp_path}/cluster", env=env,
+                    wrap=cluster.wrap)
     assert res.returncode == 0, res.stderr
     assert (f"ray: cluster {cluster.address}, 2 nodes; code shipped: sweep, kernel_model, workloads"
             in res.stdout.splitlines())
@@ -92,7 +95,7 @@ def test_cluster_needs_token_auth(cluster, tmp_path):
     """Without RAY_AUTH_MODE=token the driver cannot join: one line says what to set."""
     env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
     res = sweep_cli(*REAL, f"ray.address={cluster.address}", f"results.dir={tmp_path}/r",
-                    env=dict(env, PYTHONPATH=str(REPO)))
+                    env=dict(env, PYTHONPATH=str(REPO)), wrap=cluster.wrap)
     assert res.returncode == 2
     (line,) = res.stderr.splitlines()
     assert line.startswith(f"error: ray.address: cannot join the Ray cluster at {cluster.address}: ")
@@ -105,9 +108,9 @@ def test_ray_job_submit_with_working_dir(cluster, tmp_path):
     """The job's working_dir already carries the code: the driver on the head does not
     ship it again, and every node runs it."""
     results = tmp_path / "results"
-    res = subprocess.run(
+    res = subprocess.run(cluster.wrap(
         ["ray", "job", "submit", f"--address={cluster.dashboard}", f"--working-dir={REPO}", "--",
-         "python", "-m", "sweep", *REAL, "sweep.progress=false", f"results.dir={results}"],
+         "python", "-m", "sweep", *REAL, "sweep.progress=false", f"results.dir={results}"]),
         cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "3 ok, 0 failed" in res.stdout
