@@ -300,12 +300,23 @@ class Runner:
         order, and pass 2 runs the TLB over the table as the faults left it. So a trace gives
         the same result as one Access phase of all its accesses, whatever the chunk size;
         what outlives a chunk is proportional to the footprint (the pages, <= 2 events each)."""
+        from workloads.trace import RecordWindow, two_passes
+
         seen = FirstTouch(self._page_shift)
         ev_addrs, ev_writes = [], []
-        with phase.two_passes() as (first, again):
-            for addrs, is_write in first:
-                self._check_va(addrs)
-                ev = seen.events(addrs, is_write)
+        # compact record chunks come undecoded: the compiled passes read their bytes
+        with two_passes(phase.path, chunk=phase.chunk, raw=True) as (first, again):
+            for chunk in first:
+                if isinstance(chunk, RecordWindow):
+                    ev, bad = seen.record_events(chunk.raw)
+                    if bad >= 0:
+                        chunk.refuse(bad)
+                    addrs, is_write = chunk.decode_at(ev)
+                    ev = slice(None)
+                else:
+                    addrs, is_write = chunk
+                    ev = seen.events(addrs, is_write)
+                self._check_va_range(seen.lo, seen.hi)
                 ev_addrs.append(addrs[ev])
                 ev_writes.append(is_write[ev])
             if not ev_addrs or not sum(a.size for a in ev_addrs):
@@ -319,9 +330,13 @@ class Runner:
         return self.page_size.bit_length() - 1
 
     def _check_va(self, addrs: np.ndarray) -> None:
-        limit = 1 << self.system.va_bits
-        if addrs.size and (int(addrs.max()) >= limit or int(addrs.min()) < 0):
-            raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
+        if addrs.size:
+            self._check_va_range(int(addrs.min()), int(addrs.max()))
+
+    def _check_va_range(self, lo: int, hi: int) -> None:
+        """Refuse a chunk whose addresses (lowest lo, highest hi) leave the VA."""
+        if hi >= 1 << self.system.va_bits or lo < 0:
+            raise ValueError(f"trace address {hi:#x} does not fit the {self.system.va_bits}-bit VA "
                              f"(kernel.va_bits)")
 
     def _map_trace_pages(self, pages: np.ndarray, map_gap: int = 0) -> None:
@@ -378,7 +393,7 @@ class Runner:
         """The TLB over the stream (chunks of (addrs, is_write)), skipping the accesses to
         pages that raised a signal; the hardware walks the table in its current state, only
         on an L2 TLB miss (tlb.simulate_tlb_tables)."""
-        from .tlb import simulate_tlb_tables
+        from .tlb import simulate_tlb_records, simulate_tlb_tables
 
         mm = self.proc.mm
         if mm.native is not None:
@@ -389,14 +404,22 @@ class Runner:
             tables = mm.native.hw_tables()
         else:
             tables = mm.pgtable.hw_tables()
-        for addrs, is_write in chunks:
-            if bad.size:
-                ok = ~np.isin(addrs >> self._page_shift, bad)
-                addrs, is_write = addrs[ok], is_write[ok]
-            if addrs.size == 0:
-                continue
-            counts = simulate_tlb_tables(addrs, tables, self.tlb_cfg, is_write=is_write,
-                                         kernel_page_shift=self.system.kgeom.page_shift, state=self.tlb_state)
+        from workloads.trace import RecordWindow
+
+        kps = self.system.kgeom.page_shift
+        for chunk in chunks:
+            if isinstance(chunk, RecordWindow) and not bad.size:  # validated by pass 1
+                counts = simulate_tlb_records(chunk.raw, tables, self.tlb_cfg, kernel_page_shift=kps,
+                                              state=self.tlb_state)
+            else:
+                addrs, is_write = chunk.decode() if isinstance(chunk, RecordWindow) else chunk
+                if bad.size:
+                    ok = ~np.isin(addrs >> self._page_shift, bad)
+                    addrs, is_write = addrs[ok], is_write[ok]
+                if addrs.size == 0:
+                    continue
+                counts = simulate_tlb_tables(addrs, tables, self.tlb_cfg, is_write=is_write,
+                                             kernel_page_shift=kps, state=self.tlb_state)
             for k, v in counts.items():
                 self.tlb[k] += int(v)
 

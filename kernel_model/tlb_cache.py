@@ -45,7 +45,8 @@ C_PT_L2D_MISS = 7
 C_DATA_L1D_MISS = 8
 C_DATA_L2D_MISS = 9
 C_NOT_PRESENT = 10
-NR_COUNTERS = 11
+C_WRITES = 11  # the write accesses of a stream of records (tlb_run's raw)
+NR_COUNTERS = 12
 
 # Where a data-cache read was served, as returned by dcache_read().
 SERVED_L1D, SERVED_L2D, SERVED_MEM = 0, 1, 2
@@ -403,8 +404,17 @@ def tlb_state_new(params):
             fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
 
 
+@njit(cache=True, inline="always")
+def record_addr(raw, i):
+    """The little-endian int64 address of record i of a compact trace's bytes."""
+    v = np.int64(0)
+    for b in range(8):
+        v |= np.int64(raw[i, b]) << (8 * b)
+    return v
+
+
 @njit(cache=True, error_model="numpy")
-def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
+def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
     Two sources of translations (params[P_TABLES]):
@@ -416,6 +426,9 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
       call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
       miss. The same counts as mode 0 over lookup() of the same table.
     params: int64[NR_PARAMS] (P_* indices). Returns int64[NR_COUNTERS] (C_* indices).
+    The accesses are addrs, or (table mode) the records `raw` when it has rows (uint8[k, 9]
+    of a compact trace, workloads.trace.RecordWindow, already validated): each address is
+    decoded here and the writes counted (C_WRITES), no decoded array is made.
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
     (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
@@ -451,7 +464,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     # translations of the last two pages are kept in locals (accesses alternate often)
     msize = 1
     if from_tables:  # no larger than the stream: a short phase does not pay for a big memo
-        while msize < (1 << MEMO_BITS) and msize < addrs.shape[0]:
+        while msize < (1 << MEMO_BITS) and msize < max(addrs.shape[0], raw.shape[0]):
             msize <<= 1
     memo = np.full((msize, 2), EMPTY, np.int64)
     scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
@@ -464,8 +477,14 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     d1_sets = d1.shape[0]
     prev_key = EMPTY
-    for i in range(addrs.shape[0]):
-        addr = addrs[i]
+    from_raw = raw.shape[0] > 0
+    n_writes = np.int64(0)
+    for i in range(raw.shape[0] if from_raw else addrs.shape[0]):
+        if from_raw:
+            addr = record_addr(raw, i)
+            n_writes += raw[i, 8]
+        else:
+            addr = addrs[i]
         if from_tables:
             kp = addr >> ks
             if kp != cur_page:
@@ -604,4 +623,5 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     out[C_DATA_L1D_MISS] = n_data_l1d_miss
     out[C_DATA_L2D_MISS] = n_data_l2d_miss
     out[C_NOT_PRESENT] = n_absent
+    out[C_WRITES] = n_writes
     return out
