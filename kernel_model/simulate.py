@@ -319,12 +319,15 @@ class Runner:
                     ev, bad = seen.record_events(chunk.raw)
                     if bad >= 0:
                         chunk.refuse(bad)
+                    if seen.negative or seen.hi_page >= self._va_pages:
+                        self._check_va(chunk.decode()[0])
                     addrs, is_write = chunk.decode_at(ev)
                     ev = slice(None)
                 else:
                     addrs, is_write = chunk
                     ev = seen.events(addrs, is_write)
-                self._check_va_range(seen.lo, seen.hi)
+                    if seen.negative or seen.hi_page >= self._va_pages:
+                        self._check_va(addrs)
                 ev_addrs.append(addrs[ev])
                 ev_writes.append(is_write[ev])
             if not ev_addrs or not sum(a.size for a in ev_addrs):
@@ -338,14 +341,15 @@ class Runner:
         return self.page_size.bit_length() - 1
 
     def _check_va(self, addrs: np.ndarray) -> None:
-        if addrs.size:
-            self._check_va_range(int(addrs.min()), int(addrs.max()))
-
-    def _check_va_range(self, lo: int, hi: int) -> None:
-        """Refuse a chunk whose addresses (lowest lo, highest hi) leave the VA."""
-        if hi >= 1 << self.system.va_bits or lo < 0:
-            raise ValueError(f"trace address {hi:#x} does not fit the {self.system.va_bits}-bit VA "
+        limit = 1 << self.system.va_bits
+        if addrs.size and (int(addrs.max()) >= limit or int(addrs.min()) < 0):
+            raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
                              f"(kernel.va_bits)")
+
+    @property
+    def _va_pages(self) -> int:
+        """Process pages in the VA: a page number at or above it lies outside."""
+        return (1 << self.system.va_bits) >> self._page_shift
 
     def _map_trace_pages(self, pages: np.ndarray, map_gap: int = 0) -> None:
         """Cover every process page a trace touches (`pages`: sorted page numbers) with
