@@ -1,5 +1,5 @@
 """Set-associative caches for the translation model: the sequential kernels of tlb.py,
-and the hardware table walk (table_walk, hw_translate) tlb_run performs on an L2 TLB miss
+and the hardware table walk (table_walk, tlb_run's translate) tlb_run performs on an L2 TLB miss
 over a PageTable's walk_tables() arrays.
 
 Every structure here (L1 dTLB, L2 TLB, walk cache, L1D, L2D) is `sets` rows of `ways`
@@ -351,30 +351,6 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
     return pfn, shift
 
 
-@njit(cache=True, inline="always")
-def hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, desc):
-    """What the MMU sees for one address over hw_tables() (the tuples spread into their
-    arrays): the primary table, or the secondary (Linux) one for a primary page listed
-    in the sorted `fallback` array (the native table's fallback pages). Returns (kernel
-    pfn or -1, base_shift, leaf_shift) and fills desc[:width] (-1 below the walk), as
-    hw_lookup()/lookup() do."""
-    for j in range(tp[T_WIDTH]):
-        desc[j] = -1
-    ps = tp[T_PS]
-    if fallback.size:
-        p = addr >> ps
-        k = np.searchsorted(fallback, p)
-        if k < fallback.size and fallback[k] == p:
-            pfn, shift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
-            return pfn, s_geo[G_PS], shift
-    pfn, shift = table_walk(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont, desc)
-    r = tp[T_R]
-    if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
-        pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
-    return pfn, ps, shift
-
-
 # Scalar parameters of tlb_run(), packed in one int64 array (tlb.py: _kernel_params).
 (P_L1_SETS, P_L1_WAYS, P_L2_SETS, P_L2_WAYS, P_WC_SETS, P_WC_WAYS, P_LRU,
  P_D1_SETS, P_D1_WAYS, P_D2_SETS, P_D2_WAYS,
@@ -421,7 +397,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     - 0, a Lookup: present bool[n], pfn int64[n], base_shift/leaf_shift int8[n], desc
       int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
       validated by tlb.py; `tables` is unused.
-    - 1, the page table itself: `tables` = hw_tables() (hw_translate above); the
+    - 1, the page table itself: `tables` = hw_tables() (translate() below); the
       per-access arrays are unused. The translation of each kernel page is read once per
       call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
       miss. The same counts as mode 0 over lookup() of the same table.
@@ -459,6 +435,56 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     prim, sec, fallback, tp = tables
     p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont = prim
     s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont = sec
+
+    def translate(addr, desc):
+        """What the MMU sees for one address over hw_tables(): the primary table, or the
+        secondary (Linux) one for a primary page listed in the sorted `fallback` array
+        (the native table's fallback pages). Returns (kernel pfn or -1, base_shift,
+        leaf_shift) and fills desc[:width] (-1 below the walk), as hw_lookup()/lookup()
+        do. A closure over the tables, with the primary walk written out: numba increfs
+        and decrefs (atomically) every array passed to a function, inlined or not, which
+        costs about ten times the walk; the secondary table takes table_walk()."""
+        for j in range(tp[T_WIDTH]):
+            desc[j] = -1
+        ps = tp[T_PS]
+        if fallback.size:
+            fp = addr >> ps
+            k = np.searchsorted(fallback, fp)
+            if k < fallback.size and fallback[k] == fp:
+                spfn, sshift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
+                return spfn, s_geo[G_PS], sshift
+        # table_walk() over the primary table
+        gps = p_geo[G_PS]
+        row = np.int64(0)
+        tpfn = np.int64(-1)
+        shift = gps
+        nl = p_geo[G_L]
+        for lv in range(nl):
+            f = G_LEVELS + G_LEVEL_FIELDS * lv
+            lshift = p_geo[f]
+            e = (addr >> lshift) & p_geo[f + 1]
+            desc[lv] = p_phys[p_geo[f + 3] + row] + e * DESC_SIZE
+            if lv == nl - 1:
+                slot = p_slot[row]
+                tpfn = p_pfn[slot, e]
+                if p_cont[slot, e]:
+                    shift = gps + p_geo[G_CONT_PTE]
+                break
+            v = np.int64(p_nxt[p_geo[f + 2] + row * (p_geo[f + 1] + 1) + e])
+            if v <= -2:
+                b = p_geo[f + 4] - 2 - v
+                tpfn = p_bpfn[b] + ((addr & ((np.int64(1) << lshift) - 1)) >> gps)
+                shift = lshift + p_geo[G_CONT_PMD] if p_bcont[b] else lshift
+                break
+            if v < 0:
+                break
+            row = v
+        if tpfn < 0:
+            return np.int64(-1), ps, gps
+        r = tp[T_R]
+        if r:  # a primary-page frame -> the kernel frame of the accessed kernel page
+            tpfn = (tpfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
+        return tpfn, ps, shift
     # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
     # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
     # translations of the last two pages are kept in locals (accesses alternate often)
@@ -496,9 +522,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                 else:
                     m = kp & (msize - 1)
                     if memo[m, 0] != kp:
-                        tpfn, tbase, tleaf = hw_translate(
-                            addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                            s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                        tpfn, tbase, tleaf = translate(addr, scratch)
                         scratch_page = kp
                         memo[m, 0] = kp
                         memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
@@ -566,8 +590,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
             n_walks += 1
             if from_tables:
                 if scratch_page != addr >> ks:  # not the walk that just filled the memo
-                    hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                    translate(addr, scratch)
                     scratch_page = addr >> ks
                 drow = scratch
             else:
