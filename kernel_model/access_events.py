@@ -24,23 +24,59 @@ def _slot(page, bits):
     return (page * _HASH_MUL) >> (64 - bits) & ((np.int64(1) << bits) - 1)
 
 
+@njit(cache=True, inline="always")
+def _record_addr(raw, i):
+    """The little-endian int64 address of record i of a compact trace's bytes."""
+    v = np.int64(0)
+    for b in range(8):
+        v |= np.int64(raw[i, b]) << (8 * b)
+    return v
+
+
+# The state of the most recently seen pages, by page % _RECENT: page << 1 | written. An
+# access to one of them that adds no event (its page seen, and written or a read) is
+# skipped after one comparison: a program alternates between a few pages (stack, heap,
+# code data), so a single "previous page" would miss about half of the time.
+_RECENT = 64
+
+
 @njit(cache=True)
-def _scan(addrs, page_shift, is_write, start, keys, flags, bits, used, ev_idx, nev):
-    """Record the events of addrs[start:] (page = addr >> page_shift) until the set is
-    half full; returns (the index to resume at, pages in the set, events recorded)."""
+def _scan(addrs, is_write, raw, page_shift, start, keys, flags, bits, used, ev_idx, nev, acc):
+    """Record the events of the accesses from `start` on (page = addr >> page_shift) until
+    the set is half full; returns (the index to resume at, pages in the set, events
+    recorded). The accesses are addrs/is_write, or the records `raw` (uint8[k, 9],
+    workloads.trace.RecordWindow, decoded here) when it has rows. acc: int64[3] updated
+    with the OR of the addresses seen (negative if one is), the highest page, and the OR
+    of the write bytes of the records (above 1 if one is not 0 or 1). Every page of the
+    call passes the hash lookup (`recent` starts empty), so that is where its highest
+    page is kept."""
+    recent = np.full(_RECENT, np.int64(_EMPTY), np.int64)
+    ors, hi, wor = acc[0], acc[1], acc[2]
+    mask = keys.shape[0] - 1
     limit = keys.shape[0] >> 1
-    prev = np.int64(_EMPTY)
-    prev_written = False
-    for i in range(start, addrs.shape[0]):
-        p = addrs[i] >> page_shift
-        w = is_write[i]
-        if p == prev and (prev_written or not w):
+    from_raw = raw.shape[0] > 0
+    n = raw.shape[0] if from_raw else addrs.shape[0]
+    for i in range(start, n):
+        if from_raw:
+            a = _record_addr(raw, i)
+            wb = np.int64(raw[i, 8])
+            wor |= wb
+            w = wb != 0
+        else:
+            a = addrs[i]
+            w = is_write[i]
+        ors |= a
+        p = a >> page_shift
+        r = recent[p & (_RECENT - 1)]  # seen, and written or a read: no event
+        if r == (p << 1 | 1) or (r == p << 1 and not w):
             continue
+        hi = max(hi, p)
         s = _slot(p, bits)
         while keys[s] != _EMPTY and keys[s] != p:
-            s = (s + 1) & (keys.shape[0] - 1)
+            s = (s + 1) & mask
         if keys[s] == _EMPTY:
             if used >= limit:
+                acc[0], acc[1], acc[2] = ors, hi, wor
                 return i, used, nev
             keys[s] = p
             flags[s] = _WRITTEN if w else _READ
@@ -51,9 +87,18 @@ def _scan(addrs, page_shift, is_write, start, keys, flags, bits, used, ev_idx, n
             flags[s] = _WRITTEN
             ev_idx[nev] = i
             nev += 1
-        prev = p
-        prev_written = flags[s] == _WRITTEN
-    return addrs.shape[0], used, nev
+        recent[p & (_RECENT - 1)] = p << 1 | (flags[s] == _WRITTEN)
+    acc[0], acc[1], acc[2] = ors, hi, wor
+    return n, used, nev
+
+
+@njit(cache=True)
+def _first_bad_record(raw):
+    """The first record with a negative address or a write byte other than 0/1, or -1."""
+    for i in range(raw.shape[0]):
+        if _record_addr(raw, i) < 0 or raw[i, 8] > 1:
+            return i
+    return -1
 
 
 @njit(cache=True)
@@ -71,6 +116,17 @@ def _rehash(keys, flags, bits):
     return nk, nf
 
 
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+# placeholders of the unused source: the types of a chunk's arrays and of a RecordWindow's bytes
+_NO_ADDRS = np.zeros(0, np.int64)
+_NO_WRITES = _read_only(np.zeros(0, np.bool_))
+_NO_RECORDS = _read_only(np.zeros((0, 9), np.uint8))
+
+
 class FirstTouch:
     """The pages seen so far in one access stream (memory: the stream's footprint)."""
 
@@ -83,23 +139,39 @@ class FirstTouch:
 
     def events(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
         """Indices into this chunk of its accesses that take a fault event (a page's first
-        touch in the stream, or its first write after reads), ascending; remembers them."""
+        touch in the stream, or its first write after reads), ascending; remembers them.
+        Sets self.hi_page to the chunk's highest page and self.negative when one of its
+        addresses is negative."""
         if is_write.flags.writeable:  # one compiled signature for phases' read-only arrays and chunks
             is_write = is_write.view()
             is_write.flags.writeable = False
+        return self._events(addrs, is_write, _NO_RECORDS)[0]
+
+    def record_events(self, raw: np.ndarray):
+        """events() of the records `raw` (a RecordWindow's uint8[k, 9]), decoded in the same
+        pass: (event indices, the first record with a negative address or a write byte
+        other than 0/1, or -1; the events are then incomplete)."""
+        return self._events(_NO_ADDRS, _NO_WRITES, raw)
+
+    def _events(self, addrs, is_write, raw):
+        n = raw.shape[0] or addrs.size
+        acc = np.array([0, np.iinfo(np.int64).min, 0], np.int64)
         # at most two events per page: a chunk has at most 2 * (pages in the set after it)
-        ev_idx = np.empty(min(addrs.size, 2 * self._keys.size), np.int64)
+        ev_idx = np.empty(min(n, 2 * self._keys.size), np.int64)
         i, nev = 0, 0
         while True:
-            i, self._used, nev = _scan(addrs, self.page_shift, is_write, i, self._keys, self._flags, self._bits,
-                                       self._used, ev_idx, nev)
-            if i == addrs.size:
-                return ev_idx[:nev].copy()
+            i, self._used, nev = _scan(addrs, is_write, raw, self.page_shift, i, self._keys, self._flags,
+                                       self._bits, self._used, ev_idx, nev, acc)
+            if i == n:
+                break
             self._bits += 1
             self._keys, self._flags = _rehash(self._keys, self._flags, self._bits)
-            if ev_idx.size < min(addrs.size, 2 * self._keys.size):
-                ev_idx = np.concatenate([ev_idx, np.empty(min(addrs.size, 2 * self._keys.size) - ev_idx.size,
-                                                          np.int64)])
+            if ev_idx.size < min(n, 2 * self._keys.size):
+                ev_idx = np.concatenate([ev_idx, np.empty(min(n, 2 * self._keys.size) - ev_idx.size, np.int64)])
+        self.hi_page = int(acc[1])
+        self.negative = bool(acc[0] < 0)
+        bad = _first_bad_record(raw) if acc[0] < 0 or acc[2] > 1 else -1
+        return ev_idx[:nev].copy(), bad
 
     def pages(self) -> np.ndarray:
         """Every page seen, ascending."""

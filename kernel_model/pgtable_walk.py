@@ -82,7 +82,7 @@ class PageTableWalk:
         return out
 
     def hw_tables(self) -> tuple:
-        """(primary, secondary, fallback, params) for tlb_cache.hw_translate(): this table alone."""
+        """(primary, secondary, fallback, params) for tlb_cache.tlb_run's translate(): this table alone."""
         t = self.walk_tables()
         return t, t, _NO_PAGES, np.array([0, self._ps, self._ps, self._L], np.int64)
 

@@ -36,25 +36,33 @@ def simulate(cfg: dict, *, fault_path: str | None = None) -> dict:
     "batch". Not part of the config: both give identical results."""
     import gc
 
-    import workloads
-
     # The model allocates many small long-lived objects (folios, rmap tuples): the cyclic
     # collector's generation scans would cost about a quarter of a cell and free nothing
-    # until the cell ends, so it is paused for the run and its garbage collected after.
+    # until the cell ends, so it is paused for the run and the cell's garbage collected
+    # after it, once _run()'s frame (which holds the System) is gone. Everything the cell
+    # allocated is then in the youngest generation (the collector never ran), so
+    # collecting that one frees the cell without traversing the older generations (the
+    # imported modules: numba alone is ~10^5 objects).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        system = System.from_config(cfg)
-        page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
-        workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
-        runner = Runner(system, page_size, cfg.get("tlb", {}), fault_path=fault_path)
-        for phase in workload.phases():
-            runner.run(phase)
-        return runner.metrics()
+        return _run(cfg, fault_path)
     finally:
         if enabled:
             gc.enable()
-        gc.collect()
+        gc.collect(0)
+
+
+def _run(cfg: dict, fault_path: str | None) -> dict:
+    import workloads
+
+    system = System.from_config(cfg)
+    page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
+    workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
+    runner = Runner(system, page_size, cfg.get("tlb", {}), fault_path=fault_path)
+    for phase in workload.phases():
+        runner.run(phase)
+    return runner.metrics()
 
 
 def _absolute_paths(wcfg: dict) -> dict:
@@ -300,12 +308,26 @@ class Runner:
         order, and pass 2 runs the TLB over the table as the faults left it. So a trace gives
         the same result as one Access phase of all its accesses, whatever the chunk size;
         what outlives a chunk is proportional to the footprint (the pages, <= 2 events each)."""
+        from workloads.trace import RecordWindow, two_passes
+
         seen = FirstTouch(self._page_shift)
         ev_addrs, ev_writes = [], []
-        with phase.two_passes() as (first, again):
-            for addrs, is_write in first:
-                self._check_va(addrs)
-                ev = seen.events(addrs, is_write)
+        # compact record chunks come undecoded: the compiled passes read their bytes
+        with two_passes(phase.path, chunk=phase.chunk, raw=True) as (first, again):
+            for chunk in first:
+                if isinstance(chunk, RecordWindow):
+                    ev, bad = seen.record_events(chunk.raw)
+                    if bad >= 0:
+                        chunk.refuse(bad)
+                    if seen.negative or seen.hi_page >= self._va_pages:
+                        self._check_va(chunk.decode()[0])
+                    addrs, is_write = chunk.decode_at(ev)
+                    ev = slice(None)
+                else:
+                    addrs, is_write = chunk
+                    ev = seen.events(addrs, is_write)
+                    if seen.negative or seen.hi_page >= self._va_pages:
+                        self._check_va(addrs)
                 ev_addrs.append(addrs[ev])
                 ev_writes.append(is_write[ev])
             if not ev_addrs or not sum(a.size for a in ev_addrs):
@@ -323,6 +345,11 @@ class Runner:
         if addrs.size and (int(addrs.max()) >= limit or int(addrs.min()) < 0):
             raise ValueError(f"trace address {int(addrs.max()):#x} does not fit the {self.system.va_bits}-bit VA "
                              f"(kernel.va_bits)")
+
+    @property
+    def _va_pages(self) -> int:
+        """Process pages in the VA: a page number at or above it lies outside."""
+        return (1 << self.system.va_bits) >> self._page_shift
 
     def _map_trace_pages(self, pages: np.ndarray, map_gap: int = 0) -> None:
         """Cover every process page a trace touches (`pages`: sorted page numbers) with
@@ -378,7 +405,7 @@ class Runner:
         """The TLB over the stream (chunks of (addrs, is_write)), skipping the accesses to
         pages that raised a signal; the hardware walks the table in its current state, only
         on an L2 TLB miss (tlb.simulate_tlb_tables)."""
-        from .tlb import simulate_tlb_tables
+        from .tlb import simulate_tlb_records, simulate_tlb_tables
 
         mm = self.proc.mm
         if mm.native is not None:
@@ -389,14 +416,22 @@ class Runner:
             tables = mm.native.hw_tables()
         else:
             tables = mm.pgtable.hw_tables()
-        for addrs, is_write in chunks:
-            if bad.size:
-                ok = ~np.isin(addrs >> self._page_shift, bad)
-                addrs, is_write = addrs[ok], is_write[ok]
-            if addrs.size == 0:
-                continue
-            counts = simulate_tlb_tables(addrs, tables, self.tlb_cfg, is_write=is_write,
-                                         kernel_page_shift=self.system.kgeom.page_shift, state=self.tlb_state)
+        from workloads.trace import RecordWindow
+
+        kps = self.system.kgeom.page_shift
+        for chunk in chunks:
+            if isinstance(chunk, RecordWindow) and not bad.size:  # validated by pass 1
+                counts = simulate_tlb_records(chunk.raw, tables, self.tlb_cfg, kernel_page_shift=kps,
+                                              state=self.tlb_state)
+            else:
+                addrs, is_write = chunk.decode() if isinstance(chunk, RecordWindow) else chunk
+                if bad.size:
+                    ok = ~np.isin(addrs >> self._page_shift, bad)
+                    addrs, is_write = addrs[ok], is_write[ok]
+                if addrs.size == 0:
+                    continue
+                counts = simulate_tlb_tables(addrs, tables, self.tlb_cfg, is_write=is_write,
+                                             kernel_page_shift=kps, state=self.tlb_state)
             for k, v in counts.items():
                 self.tlb[k] += int(v)
 

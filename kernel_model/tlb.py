@@ -291,6 +291,9 @@ def _no_tables() -> tuple:
     return tab, tab, np.zeros(0, np.int64), np.array([0, MIN_SHIFT, MIN_SHIFT, 1], np.int64)
 
 
+_NO_ADDRS = np.zeros(0, np.int64)
+_NO_RECORDS = np.zeros((0, 9), np.uint8)
+_NO_RECORDS.flags.writeable = False
 _NO_LOOKUP = (np.zeros(0, np.bool_), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int8),
               np.zeros((0, 1), np.int64))
 
@@ -363,7 +366,7 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
     addrs, present, pfn, base_shift, leaf_shift, desc = _lookup_arrays(addrs, lookup)
     n = addrs.shape[0]
     params, state, writes = _run_args(cfg, kernel_page_shift, is_write, n, state)
-    out = tlb_cache.tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state.arrays,
+    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, present, pfn, base_shift, leaf_shift, desc, params, state.arrays,
                             _no_tables())
     return _results(out, n, writes, cfg)
 
@@ -385,9 +388,28 @@ def simulate_tlb_tables(addrs, tables, cfg: TlbConfig, *, kernel_page_shift=None
     if n and int(addrs.min()) < 0:
         raise ValueError(f"simulate_tlb: address {int(addrs.min())} is negative")
     params[tlb_cache.P_TABLES] = 1
-    out = tlb_cache.tlb_run(addrs, *_NO_LOOKUP, params, state.arrays, tables)
+    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, *_NO_LOOKUP, params, state.arrays, tables)
     return _results(out, n, writes, cfg)
 
 
+def simulate_tlb_records(raw, tables, cfg: TlbConfig, *, kernel_page_shift=None,
+                         state: TlbState | None = None) -> dict:
+    """simulate_tlb_tables() of the accesses of a compact trace's records, read from their
+    bytes `raw` (a workloads.trace.RecordWindow's uint8[k, 9], whose addresses and write
+    bytes the caller has validated; is_write is the record's byte)."""
+    if not (isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.ndim == 2 and raw.shape[1] == 9):
+        raise ValueError(f"simulate_tlb_records: raw must be uint8[k, 9] records, got "
+                         f"shape {getattr(raw, 'shape', None)} dtype {getattr(raw, 'dtype', None)}")
+    if raw.flags.writeable:  # one compiled signature: record windows are read-only
+        raw = raw.view()
+        raw.flags.writeable = False
+    n = raw.shape[0]
+    params, state, _ = _run_args(cfg, kernel_page_shift, None, n, state)
+    params[tlb_cache.P_TABLES] = 1
+    out = tlb_cache.tlb_run(_NO_ADDRS, raw, *_NO_LOOKUP, params, state.arrays, tables)
+    return _results(out, n, int(out[tlb_cache.C_WRITES]), cfg)
+
+
 __all__ = ["TlbConfig", "TlbLevel", "DataCache", "TlbState", "simulate_tlb", "simulate_tlb_tables",
+           "simulate_tlb_records",
            "REPLACEMENT_POLICIES"]

@@ -1,5 +1,5 @@
 """Set-associative caches for the translation model: the sequential kernels of tlb.py,
-and the hardware table walk (table_walk, hw_translate) tlb_run performs on an L2 TLB miss
+and the hardware table walk (table_walk, tlb_run's translate) tlb_run performs on an L2 TLB miss
 over a PageTable's walk_tables() arrays.
 
 Every structure here (L1 dTLB, L2 TLB, walk cache, L1D, L2D) is `sets` rows of `ways`
@@ -45,7 +45,8 @@ C_PT_L2D_MISS = 7
 C_DATA_L1D_MISS = 8
 C_DATA_L2D_MISS = 9
 C_NOT_PRESENT = 10
-NR_COUNTERS = 11
+C_WRITES = 11  # the write accesses of a stream of records (tlb_run's raw)
+NR_COUNTERS = 12
 
 # Where a data-cache read was served, as returned by dcache_read().
 SERVED_L1D, SERVED_L2D, SERVED_MEM = 0, 1, 2
@@ -350,30 +351,6 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
     return pfn, shift
 
 
-@njit(cache=True, inline="always")
-def hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, desc):
-    """What the MMU sees for one address over hw_tables() (the tuples spread into their
-    arrays): the primary table, or the secondary (Linux) one for a primary page listed
-    in the sorted `fallback` array (the native table's fallback pages). Returns (kernel
-    pfn or -1, base_shift, leaf_shift) and fills desc[:width] (-1 below the walk), as
-    hw_lookup()/lookup() do."""
-    for j in range(tp[T_WIDTH]):
-        desc[j] = -1
-    ps = tp[T_PS]
-    if fallback.size:
-        p = addr >> ps
-        k = np.searchsorted(fallback, p)
-        if k < fallback.size and fallback[k] == p:
-            pfn, shift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
-            return pfn, s_geo[G_PS], shift
-    pfn, shift = table_walk(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont, desc)
-    r = tp[T_R]
-    if pfn >= 0 and r:  # a primary-page frame -> the kernel frame of the accessed kernel page
-        pfn = (pfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
-    return pfn, ps, shift
-
-
 # Scalar parameters of tlb_run(), packed in one int64 array (tlb.py: _kernel_params).
 (P_L1_SETS, P_L1_WAYS, P_L2_SETS, P_L2_WAYS, P_WC_SETS, P_WC_WAYS, P_LRU,
  P_D1_SETS, P_D1_WAYS, P_D2_SETS, P_D2_WAYS,
@@ -403,19 +380,31 @@ def tlb_state_new(params):
             fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
 
 
+@njit(cache=True, inline="always")
+def record_addr(raw, i):
+    """The little-endian int64 address of record i of a compact trace's bytes."""
+    v = np.int64(0)
+    for b in range(8):
+        v |= np.int64(raw[i, b]) << (8 * b)
+    return v
+
+
 @njit(cache=True, error_model="numpy")
-def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
+def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
     Two sources of translations (params[P_TABLES]):
     - 0, a Lookup: present bool[n], pfn int64[n], base_shift/leaf_shift int8[n], desc
       int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
       validated by tlb.py; `tables` is unused.
-    - 1, the page table itself: `tables` = hw_tables() (hw_translate above); the
+    - 1, the page table itself: `tables` = hw_tables() (translate() below); the
       per-access arrays are unused. The translation of each kernel page is read once per
       call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
       miss. The same counts as mode 0 over lookup() of the same table.
     params: int64[NR_PARAMS] (P_* indices). Returns int64[NR_COUNTERS] (C_* indices).
+    The accesses are addrs, or (table mode) the records `raw` when it has rows (uint8[k, 9]
+    of a compact trace, workloads.trace.RecordWindow, already validated): each address is
+    decoded here and the writes counted (C_WRITES), no decoded array is made.
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
     (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
@@ -446,12 +435,62 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     prim, sec, fallback, tp = tables
     p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont = prim
     s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont = sec
+
+    def translate(addr, desc):
+        """What the MMU sees for one address over hw_tables(): the primary table, or the
+        secondary (Linux) one for a primary page listed in the sorted `fallback` array
+        (the native table's fallback pages). Returns (kernel pfn or -1, base_shift,
+        leaf_shift) and fills desc[:width] (-1 below the walk), as hw_lookup()/lookup()
+        do. A closure over the tables, with the primary walk written out: numba increfs
+        and decrefs (atomically) every array passed to a function, inlined or not, which
+        costs about ten times the walk; the secondary table takes table_walk()."""
+        for j in range(tp[T_WIDTH]):
+            desc[j] = -1
+        ps = tp[T_PS]
+        if fallback.size:
+            fp = addr >> ps
+            k = np.searchsorted(fallback, fp)
+            if k < fallback.size and fallback[k] == fp:
+                spfn, sshift = table_walk(addr, s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, desc)
+                return spfn, s_geo[G_PS], sshift
+        # table_walk() over the primary table
+        gps = p_geo[G_PS]
+        row = np.int64(0)
+        tpfn = np.int64(-1)
+        shift = gps
+        nl = p_geo[G_L]
+        for lv in range(nl):
+            f = G_LEVELS + G_LEVEL_FIELDS * lv
+            lshift = p_geo[f]
+            e = (addr >> lshift) & p_geo[f + 1]
+            desc[lv] = p_phys[p_geo[f + 3] + row] + e * DESC_SIZE
+            if lv == nl - 1:
+                slot = p_slot[row]
+                tpfn = p_pfn[slot, e]
+                if p_cont[slot, e]:
+                    shift = gps + p_geo[G_CONT_PTE]
+                break
+            v = np.int64(p_nxt[p_geo[f + 2] + row * (p_geo[f + 1] + 1) + e])
+            if v <= -2:
+                b = p_geo[f + 4] - 2 - v
+                tpfn = p_bpfn[b] + ((addr & ((np.int64(1) << lshift) - 1)) >> gps)
+                shift = lshift + p_geo[G_CONT_PMD] if p_bcont[b] else lshift
+                break
+            if v < 0:
+                break
+            row = v
+        if tpfn < 0:
+            return np.int64(-1), ps, gps
+        r = tp[T_R]
+        if r:  # a primary-page frame -> the kernel frame of the accessed kernel page
+            tpfn = (tpfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
+        return tpfn, ps, shift
     # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
     # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
     # translations of the last two pages are kept in locals (accesses alternate often)
     msize = 1
     if from_tables:  # no larger than the stream: a short phase does not pay for a big memo
-        while msize < (1 << MEMO_BITS) and msize < addrs.shape[0]:
+        while msize < (1 << MEMO_BITS) and msize < max(addrs.shape[0], raw.shape[0]):
             msize <<= 1
     memo = np.full((msize, 2), EMPTY, np.int64)
     scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
@@ -464,8 +503,14 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     d1_sets = d1.shape[0]
     prev_key = EMPTY
-    for i in range(addrs.shape[0]):
-        addr = addrs[i]
+    from_raw = raw.shape[0] > 0
+    n_writes = np.int64(0)
+    for i in range(raw.shape[0] if from_raw else addrs.shape[0]):
+        if from_raw:
+            addr = record_addr(raw, i)
+            n_writes += raw[i, 8]
+        else:
+            addr = addrs[i]
         if from_tables:
             kp = addr >> ks
             if kp != cur_page:
@@ -477,9 +522,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
                 else:
                     m = kp & (msize - 1)
                     if memo[m, 0] != kp:
-                        tpfn, tbase, tleaf = hw_translate(
-                            addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                            s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                        tpfn, tbase, tleaf = translate(addr, scratch)
                         scratch_page = kp
                         memo[m, 0] = kp
                         memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
@@ -547,8 +590,7 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
             n_walks += 1
             if from_tables:
                 if scratch_page != addr >> ks:  # not the walk that just filled the memo
-                    hw_translate(addr, p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont,
-                                 s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont, fallback, tp, scratch)
+                    translate(addr, scratch)
                     scratch_page = addr >> ks
                 drow = scratch
             else:
@@ -604,4 +646,5 @@ def tlb_run(addrs, present, pfn, base_shift, leaf_shift, desc, params, state, ta
     out[C_DATA_L1D_MISS] = n_data_l1d_miss
     out[C_DATA_L2D_MISS] = n_data_l2d_miss
     out[C_NOT_PRESENT] = n_absent
+    out[C_WRITES] = n_writes
     return out

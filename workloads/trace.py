@@ -215,22 +215,55 @@ def _records(win: np.ndarray, first: int, path: str):
     addrs, writes = np.empty(k, np.int64), np.empty(k, np.bool_)
     bad = _unpack_records(win.view(np.uint8).reshape(k, RECORD.itemsize), addrs, writes)
     if bad >= 0:
-        rec = win[bad]
-        what = "is negative" if int(rec["addr"]) < 0 else "has an is_write byte other than 0 or 1"
-        raise ValueError(f"{path}: access #{first + bad} {what} ({int(rec['addr'])}, {int(win.view(np.uint8)[bad * RECORD.itemsize + 8])})")
+        _bad_record(win, bad, first, path)
     return addrs, writes
 
 
-def read_numpy_trace(path, *, chunk: int = TRACE_CHUNK):
+def _bad_record(win: np.ndarray, bad: int, first: int, path: str):
+    rec = win[bad]
+    what = "is negative" if int(rec["addr"]) < 0 else "has an is_write byte other than 0 or 1"
+    raise ValueError(f"{path}: access #{first + bad} {what} ({int(rec['addr'])}, {int(win.view(np.uint8)[bad * RECORD.itemsize + 8])})")
+
+
+class RecordWindow:
+    """Accesses #first.. of a compact record trace, not decoded: `raw` is their bytes,
+    uint8[k, 9] (little-endian int64 address, then the is_write byte), for a compiled pass
+    that decodes them as it goes instead of reading two decoded arrays
+    (read_chunks(raw=True)). decode() gives read_chunks()'s (addrs, is_write); refuse(i)
+    raises the error read_chunks() gives for the window's access i."""
+
+    def __init__(self, win: np.ndarray, first: int, path: str):
+        self.win, self.first, self.path = win, first, path
+        self.raw = win.view(np.uint8).reshape(len(win), RECORD.itemsize)
+
+    def __len__(self) -> int:
+        return len(self.win)
+
+    def decode(self):
+        return _records(self.win, self.first, self.path)
+
+    def decode_at(self, idx: np.ndarray):
+        """(addrs int64, is_write bool) of the window's accesses idx (records already
+        validated, as by a compiled pass over raw)."""
+        sub = self.raw[idx]
+        addrs = np.ascontiguousarray(sub[:, :8]).view("<i8")[:, 0].astype(np.int64)
+        return addrs, sub[:, 8] != 0
+
+    def refuse(self, bad: int):
+        _bad_record(self.win, bad, self.first, self.path)
+
+
+def read_numpy_trace(path, *, chunk: int = TRACE_CHUNK, raw: bool = False):
     """Yield (addrs int64, is_write bool) chunks of at most `chunk` accesses of a .npy or
-    .npz trace (see the module docstring for the layouts)."""
+    .npz trace (see the module docstring for the layouts); with raw, a chunk of the compact
+    record layout is yielded as its RecordWindow instead."""
     path = _check_exists(path)
     arrays = _arrays(path)
     if "records" in arrays:
         first = 0
         for win in _windows(arrays["records"], chunk):
             if win.dtype == RECORD:
-                yield _records(win, first, path)
+                yield RecordWindow(win, first, path) if raw else _records(win, first, path)
             else:  # the same fields in another order or byte order
                 yield _addresses(win["addr"], first, path), _writes(win["is_write"], path)
             first += len(win)
@@ -244,20 +277,22 @@ def read_numpy_trace(path, *, chunk: int = TRACE_CHUNK):
         first += a.size
 
 
-def read_chunks(path, *, chunk: int = TRACE_CHUNK, on_read=None):
+def read_chunks(path, *, chunk: int = TRACE_CHUNK, on_read=None, raw: bool = False):
     """Yield (addrs int64, is_write bool) of any trace format, at most `chunk` accesses
     each (lackey text is read in buffers of 4 * chunk bytes: a data line is >= 7 bytes),
-    skipping empty ones. A trace with no access at all is an error naming the file."""
+    skipping empty ones. A trace with no access at all is an error naming the file.
+    raw: a chunk of a compact record trace comes as its RecordWindow (read_numpy_trace)."""
     name = os.fspath(path)
     if name.endswith((".npy", ".npz")):
-        reader = read_numpy_trace(name, chunk=chunk)
+        reader = read_numpy_trace(name, chunk=chunk, raw=raw)
     else:
         reader = read_lackey(name, read_chunk=4 * chunk, on_read=on_read)
     total = 0
-    for addrs, writes in reader:
-        if addrs.size:
-            total += addrs.size
-            yield addrs, writes
+    for item in reader:
+        k = len(item) if isinstance(item, RecordWindow) else item[0].size
+        if k:
+            total += k
+            yield item
     if total == 0:
         raise ValueError(f"{name}: no data accesses in this trace (lackey: no ' L', ' S' or ' M' line; "
                          f"record it with valgrind --tool=lackey --trace-mem=yes)")
@@ -294,14 +329,15 @@ class _RecordWriter:
 
 
 @contextlib.contextmanager
-def two_passes(path, *, chunk: int = TRACE_CHUNK):
+def two_passes(path, *, chunk: int = TRACE_CHUNK, raw: bool = False):
     """(first, again) for reading a trace twice: `first` yields its chunks, `again()` yields
     them once more after `first` is exhausted. A NumPy trace is read from its file both
     times; lackey text is parsed once, its chunks spooled to a temporary compact trace
-    (9 bytes per access, in TMPDIR) that `again()` reads and the context removes."""
+    (9 bytes per access, in TMPDIR) that `again()` reads and the context removes.
+    raw: compact record chunks come as RecordWindows (read_chunks)."""
     name = os.fspath(path)
     if name.endswith((".npy", ".npz")):
-        yield read_chunks(name, chunk=chunk), lambda: read_chunks(name, chunk=chunk)
+        yield read_chunks(name, chunk=chunk, raw=raw), lambda: read_chunks(name, chunk=chunk, raw=raw)
         return
     with tempfile.NamedTemporaryFile(prefix="pagesweep-trace-", suffix=".npy") as spool:
         writer = _RecordWriter(spool)
@@ -312,7 +348,7 @@ def two_passes(path, *, chunk: int = TRACE_CHUNK):
                 yield addrs, writes
             writer.finish()
 
-        yield first(), lambda: read_chunks(spool.name, chunk=chunk)
+        yield first(), lambda: read_chunks(spool.name, chunk=chunk, raw=raw)
 
 
 def convert(src, dst, *, chunk: int = TRACE_CHUNK, progress: bool = True) -> int:
