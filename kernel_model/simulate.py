@@ -303,7 +303,7 @@ class Runner:
 
     def _trace_access(self, phase) -> None:
         """A whole recorded trace as ONE Access phase (region None), read twice in bounded
-        chunks (lackey text is parsed once: TraceAccess.two_passes spools it): pass 1 finds each page's fault events (first touch, first write) over the
+        chunks (lackey text is parsed once: workloads.trace.two_passes spools it): pass 1 finds each page's fault events (first touch, first write) over the
         whole trace; then every page it touches is mapped, the events are faulted in trace
         order, and pass 2 runs the TLB over the table as the faults left it. So a trace gives
         the same result as one Access phase of all its accesses, whatever the chunk size;

@@ -121,13 +121,6 @@ class TraceAccess:
 
         return read_chunks(self.path, chunk=self.chunk)
 
-    def two_passes(self):
-        """Context manager: (first, again) to read the trace twice, lackey text parsed
-        once (workloads.trace.two_passes)."""
-        from workloads.trace import two_passes
-
-        return two_passes(self.path, chunk=self.chunk)
-
 
 @dataclass(frozen=True)
 class CreateFile:

@@ -318,7 +318,7 @@ class NativePageTable:
                 self.stats["native_rebuilds"] += 1
 
     def hw_tables(self) -> tuple:
-        """hw_lookup() as arrays for the compiled walk (tlb_cache.hw_translate): the
+        """hw_lookup() as arrays for the compiled walk (the translate closure inside tlb_cache.tlb_run): the
         native table, the Linux table for the sorted fallback pages, and the frame
         conversion. on_demand: call build_spans() for the spans to be walked first."""
         if self._fb_cache is None:
