@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .choices import AnonPolicy, NativePgtable, Overhang, PagecachePolicy, check_choice
 from .filemap import mapping_init, shrink
 from .geometry import geometry
 from .mm_types import AddressSpace, File, Folio
@@ -20,19 +21,13 @@ from .process import Process
 from .rmap import folio_remap
 from .units import parse_page_size, parse_size
 
-ANON_POLICIES = ("base", "mthp", "mthp_only")
-PAGECACHE_POLICIES = ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce")
-NATIVE_MODES = ("off", "mirror", "on_demand")
-OVERHANG_POLICIES = ("anon_fault", "sigbus", "anon_vma")
+ANON_POLICIES = AnonPolicy.values()
+PAGECACHE_POLICIES = PagecachePolicy.values()
+NATIVE_MODES = NativePgtable.values()
+OVERHANG_POLICIES = Overhang.values()
 
 # The process page sizes the proposal allows: 4K, 16K, 64K, each >= PAGE_SIZE.
 MAX_PROCESS_PAGE_SIZE = 65536
-
-
-def _choice(value, allowed, key):
-    if value not in allowed:
-        raise ValueError(f"{key}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
-    return value
 
 
 @dataclass
@@ -53,10 +48,11 @@ class Policy:
     huge_zero_page: bool = True
 
     def __post_init__(self):
-        _choice(self.anon, ANON_POLICIES, "folio.anon")
-        _choice(self.pagecache, PAGECACHE_POLICIES, "folio.pagecache")
-        _choice(self.native_pgtable, NATIVE_MODES, "arch.native_pgtable")
-        _choice(self.overhang, OVERHANG_POLICIES, "abi.overhang")
+        # plain strings from here on, whether given a str or an Enum member
+        self.anon = check_choice(self.anon, AnonPolicy, "folio.anon")
+        self.pagecache = check_choice(self.pagecache, PagecachePolicy, "folio.pagecache")
+        self.native_pgtable = check_choice(self.native_pgtable, NativePgtable, "arch.native_pgtable")
+        self.overhang = check_choice(self.overhang, Overhang, "abi.overhang")
         for size in self.mthp_sizes:
             if size <= 0 or size & (size - 1):
                 raise ValueError(f"folio.mthp_sizes: {size} is not a power of two")

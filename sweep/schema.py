@@ -16,13 +16,16 @@ Field names are the config contract of docs/design.md.
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from kernel_model.choices import AnonPolicy, Choice, NativePgtable, Overhang, PagecachePolicy, TlbReplacement
 from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
 from kernel_model.page_alloc import MAX_ORDER_FOR
 from kernel_model.units import format_size, parse_page_size, parse_size
+from workloads.config import WorkloadKind, WorkloadPattern
 
 
 class ConfigError(ValueError):
@@ -45,6 +48,8 @@ def describe_compose_error(e: BaseException) -> str:
     cause = e.__cause__
     key = getattr(cause, "full_key", None)
     if key:
+        if enum_error(cause):
+            return enum_error(cause)
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             return f"{key}: not in the config; check the spelling (or prefix + to add a new key)"
         return f"{key}: {_lines(cause)[0]}"
@@ -52,6 +57,19 @@ def describe_compose_error(e: BaseException) -> str:
     if isinstance(e, OverrideParseException):
         return f"{e.override}: cannot parse it ({lines[1] if len(lines) > 1 else lines[0]})"
     return " ".join(lines[:2]) if lines else type(e).__name__
+
+
+def enum_error(e: BaseException) -> str | None:
+    """The validation pass's one line for a value an Enum-typed field refused while OmegaConf
+    merged it ("key: 'x' is not allowed; allowed values: ..."); None for any other error."""
+    from omegaconf import EnumNode
+    from omegaconf.errors import ValidationError
+
+    node = getattr(e, "child_node", None)
+    if not isinstance(e, ValidationError) or not isinstance(node, EnumNode):
+        return None
+    allowed = ", ".join(m.name for m in node.enum_type)
+    return f"{e.full_key}: {str(e.value)!r} is not allowed; allowed values: {allowed}"
 
 
 def _lines(e: BaseException) -> list:
@@ -66,22 +84,22 @@ class KernelConf:
 
 @dataclass
 class ProcessConf:
-    page_size: str = "kernel"      # kernel | 4K | 16K | 64K; >= kernel.page_size
+    page_size: str = "kernel"      # PROCESS_PAGE_SIZES, or bytes; >= kernel.page_size
 
 
 @dataclass
 class FolioConf:
-    anon: str = "base"             # base | mthp | mthp_only
+    anon: AnonPolicy = AnonPolicy.base
     mthp_sizes: List[str] = field(default_factory=lambda: ["16K", "32K", "64K"])
     thp_pmd: bool = False
-    pagecache: str = "fixed"       # fixed | always_max | drop_reread | mmap_convert | bounce
+    pagecache: PagecachePolicy = PagecachePolicy.fixed
     readahead: str = "128K"
 
 
 @dataclass
 class ArchConf:
     contpte: bool = True
-    native_pgtable: str = "off"    # off | mirror | on_demand
+    native_pgtable: NativePgtable = NativePgtable.off
 
 
 @dataclass
@@ -93,7 +111,7 @@ class MemoryConf:
 
 @dataclass
 class AbiConf:
-    overhang: str = "anon_fault"   # anon_fault | sigbus | anon_vma
+    overhang: Overhang = Overhang.anon_fault
 
 
 @dataclass
@@ -114,7 +132,7 @@ class CacheLevelConf:
 class TlbConf:
     # Defaults only make the schema complete; conf/tlb/*.yaml holds sourced values.
     name: str = "neoverse_n1"
-    replacement: str = "lru"       # lru | fifo
+    replacement: TlbReplacement = TlbReplacement.lru
     coalesce_contig: bool = True
     l1: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(48, 48, 1))
     l2: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(1280, 5, 3))
@@ -131,8 +149,8 @@ class TlbConf:
 @dataclass
 class WorkloadConf:
     name: str = "random"
-    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set | mixed | abi_probe | snapshot
-    pattern: str = "uniform"       # sequential | uniform | zipf | strided
+    kind: WorkloadKind = WorkloadKind.synthetic
+    pattern: WorkloadPattern = WorkloadPattern.uniform
     working_set: str = "64M"
     accesses: int = 200000
     write_ratio: float = 0.3
@@ -195,11 +213,17 @@ class ReportConf:
     better: str = "lower"          # lower | higher
 
 
+class Executor(Choice):
+    ray = "ray"
+    serial = "serial"          # a child process
+    inprocess = "inprocess"    # for a debugger
+
+
 @dataclass
 class Config:
     cell_fn: str = "kernel_model.simulate:simulate"
     seed: int = 0
-    executor: str = "ray"          # ray | serial (a child process) | inprocess (for a debugger)
+    executor: Executor = Executor.ray
     kernel: KernelConf = field(default_factory=KernelConf)
     process: ProcessConf = field(default_factory=ProcessConf)
     folio: FolioConf = field(default_factory=FolioConf)
@@ -242,17 +266,10 @@ def register_configs(conf_dir=None) -> None:
 
 # ---- the validation pass ---------------------------------------------------------
 
-CHOICES = {
-    "executor": ("ray", "serial", "inprocess"),
-    "process.page_size": ("kernel", "4K", "16K", "64K"),
-    "folio.anon": ("base", "mthp", "mthp_only"),
-    "folio.pagecache": ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce"),
-    "arch.native_pgtable": ("off", "mirror", "on_demand"),
-    "abi.overhang": ("anon_fault", "sigbus", "anon_vma"),
-    "tlb.replacement": ("lru", "fifo"),
-    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe", "snapshot"),
-    "workload.pattern": ("sequential", "uniform", "zipf", "strided"),
-}
+# The process page sizes the proposal allows (a size in bytes is accepted too); not an
+# Enum field, so that "16k" or 16384 compose as they do for kernel.page_size.
+PROCESS_PAGE_SIZES = ("kernel", "4K", "16K", "64K")
+
 
 # Fields holding a size string ("64K"); flattened to integer bytes in results.
 SIZE_KEYS = (
@@ -348,7 +365,7 @@ def page_sizes(cfg: dict) -> tuple[int, int]:
         pps = parse_page_size(proc, what="process.page_size")
     except ValueError:
         raise ConfigError("process.page_size", f"{proc!r} is not allowed; allowed values: "
-                          + ", ".join(CHOICES["process.page_size"])) from None
+                          + ", ".join(PROCESS_PAGE_SIZES)) from None
     return kps, pps
 
 
@@ -359,8 +376,6 @@ def validate_values(cfg: dict) -> None:
     """
     page_sizes(cfg)
     for key, allowed in CHOICES.items():
-        if key == "process.page_size":
-            continue
         value = _get(cfg, key)
         if value not in allowed:
             raise ConfigError(key, f"{value!r} is not allowed; allowed values: " + ", ".join(allowed))
@@ -450,3 +465,9 @@ def schema_fields(cls=None, prefix: str = ""):
             yield from schema_fields(f.type, f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", f.type
+
+
+# Every Enum-typed field and its allowed values, in declaration order: Hydra refuses
+# other values while composing; validate_values() checks plain dicts built otherwise.
+CHOICES = {key: tuple(m.value for m in typ) for key, typ in schema_fields()
+           if isinstance(typ, type) and issubclass(typ, Enum)}

@@ -10,10 +10,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from kernel_model.choices import Choice
 from kernel_model.units import format_size, parse_size
 
-KINDS = ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe", "snapshot")
-PATTERNS = ("sequential", "uniform", "zipf", "strided")
+
+class WorkloadKind(Choice):  # workload.kind
+    synthetic = "synthetic"
+    trace = "trace"
+    file_tree = "file_tree"
+    elf_tree = "elf_tree"
+    file_set = "file_set"
+    mixed = "mixed"
+    abi_probe = "abi_probe"
+    snapshot = "snapshot"
+
+
+class WorkloadPattern(Choice):  # workload.pattern
+    sequential = "sequential"
+    uniform = "uniform"
+    zipf = "zipf"
+    strided = "strided"
+
+
+KINDS = WorkloadKind.values()
+PATTERNS = WorkloadPattern.values()
 
 # Zipf and file touches are drawn over pages of this size: the smallest arm64
 # granule, so one workload is the same byte stream at every page size swept.
@@ -86,7 +106,7 @@ def _to_dict(wcfg) -> dict:
         from omegaconf import DictConfig, OmegaConf
 
         if isinstance(wcfg, DictConfig):
-            return OmegaConf.to_container(wcfg, resolve=True)
+            return OmegaConf.to_container(wcfg, resolve=True, enum_to_str=True)
     except ImportError:
         pass
     raise ValueError(f"workload: expected a mapping of workload fields, got {type(wcfg).__name__}")
