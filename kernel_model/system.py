@@ -111,26 +111,33 @@ class System:
     @classmethod
     def from_config(cls, cfg: dict) -> "System":
         """Build from a resolved config dict (the config contract of docs/design.md)."""
-        folio = cfg.get("folio", {})
-        arch = cfg.get("arch", {})
+        # Only the keys present are passed on: an absent key takes the default of Policy
+        # or of System(), the one place each default is written (equal to sweep/schema.py's,
+        # which tests/kernel_model/test_system_config.py checks).
+        def present(section: dict, keys: dict) -> dict:
+            return {arg: conv(section[key]) for key, (arg, conv) in keys.items() if key in section}
+
+        def same(v):
+            return v
+
+        def sizes(v):
+            return tuple(parse_size(s, what="folio.mthp_sizes") for s in v)
+
         policy = Policy(
-            anon=folio.get("anon", "base"),
-            mthp_sizes=tuple(parse_size(s, what="folio.mthp_sizes") for s in folio.get("mthp_sizes", ["16K", "32K", "64K"])),
-            thp_pmd=bool(folio.get("thp_pmd", False)),
-            pagecache=folio.get("pagecache", "fixed"),
-            readahead=parse_size(folio.get("readahead", "128K"), what="folio.readahead"),
-            contpte=bool(arch.get("contpte", True)),
-            native_pgtable=arch.get("native_pgtable", "off"),
-            overhang=cfg.get("abi", {}).get("overhang", "anon_fault"),
-            zero_page=bool(folio.get("zero_page", True)),
-            huge_zero_page=bool(folio.get("huge_zero_page", True)),
-        )
-        kernel = cfg.get("kernel", {})
-        memory = cfg.get("memory", {})
-        return cls(kernel.get("page_size", "4K"), memory.get("size", "8G"), va_bits=int(kernel.get("va_bits", 48)),
-                   fragmentation=float(memory.get("fragmentation", 0.0)),
-                   fragmentation_order=memory.get("fragmentation_order"), seed=int(cfg.get("seed", 0)),
-                   policy=policy)
+            **present(cfg.get("folio", {}), {
+                "anon": ("anon", same), "mthp_sizes": ("mthp_sizes", sizes), "thp_pmd": ("thp_pmd", bool),
+                "pagecache": ("pagecache", same),
+                "readahead": ("readahead", lambda v: parse_size(v, what="folio.readahead")),
+                "zero_page": ("zero_page", bool), "huge_zero_page": ("huge_zero_page", bool)}),
+            **present(cfg.get("arch", {}), {"contpte": ("contpte", bool), "native_pgtable": ("native_pgtable", same)}),
+            **present(cfg.get("abi", {}), {"overhang": ("overhang", same)}))
+        return cls(policy=policy,
+                   **present(cfg.get("kernel", {}), {"page_size": ("kernel_page_size", same),
+                                                      "va_bits": ("va_bits", int)}),
+                   **present(cfg.get("memory", {}), {"size": ("memory_size", same),
+                                                      "fragmentation": ("fragmentation", float),
+                                                      "fragmentation_order": ("fragmentation_order", same)}),
+                   **present(cfg, {"seed": ("seed", int)}))
 
     def process_page_size(self, value) -> int:
         """Resolve process.page_size ("kernel", "16K", ...) against this kernel; refuse below PAGE_SIZE."""

@@ -3,7 +3,8 @@
 Field names are those of sweep/schema.py (the `workload` group); the defaults here
 apply when a caller passes a partial dict (tests, the Python API). Every error names
 the field and says what a valid value looks like. Defaults equal sweep/schema.py's
-WorkloadConf, so a partial dict means what the same partial config group means.
+WorkloadConf (a test checks it field for field), so a partial dict means what the same
+partial config group means. KINDS and PATTERNS are the Enums the schema types its fields with.
 """
 
 from __future__ import annotations
