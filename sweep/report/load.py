@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kernel_model.metrics import SPARSE_PREFIXES  # emitted only when non-zero: a null in an ok row is a 0
 from kernel_model.units import format_size
 from sweep.results import CONFIG_COLUMNS
 from sweep.schema import CHOICES, SIZE_KEYS
@@ -25,9 +26,6 @@ AVERAGED = ("seed",)
 # alphabetically; labels show their bare values.
 ENUM_ORDER = {k.replace(".", "_"): CHOICES[k]
               for k in ("folio.anon", "folio.pagecache", "arch.native_pgtable", "abi.overhang")}
-# Metrics kernel_model.simulate emits only when non-zero (its event counters, folio
-# orders, ELF failure rules: simulate.Runner.metrics()); a null in an ok row is a 0.
-SPARSE_PREFIXES = ("ev_", "elf_failed_", "anon_folios_order_")
 
 
 class ReportError(Exception):
