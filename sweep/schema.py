@@ -6,7 +6,7 @@ Two layers catch a bad config before anything runs:
   ConfigStore as ``base_config``; a misspelt key or a value of the wrong type fails
   there, with Hydra's message naming the key;
 - per cell (sweep/plan.py): ``validate_values()`` checks allowed values (enumerations,
-  sizes, ranges, TLB shapes), ``resolve_workload_path()`` that workload.path exists,
+  sizes, ranges, TLB and cache shapes by kernel_model/tlb.py's parser), ``resolve_workload_path()`` that workload.path exists,
   and ``check_page_size_order()`` the rule between keys (process page size >= kernel
   page size), each raising ConfigError whose text names the key and what is allowed.
 
@@ -24,6 +24,7 @@ from hydra.core.config_store import ConfigStore
 from kernel_model.choices import AnonPolicy, Choice, NativePgtable, Overhang, PagecachePolicy, TlbReplacement
 from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
 from kernel_model.page_alloc import MAX_ORDER_FOR
+from kernel_model.tlb import TlbConfig
 from kernel_model.units import format_size, parse_page_size, parse_size
 from workloads.config import WorkloadKind, WorkloadPattern
 
@@ -403,13 +404,11 @@ def validate_values(cfg: dict) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"{low}..{high}" if high is not None else f">= {low}"
             raise ConfigError(key, f"{value!r} is out of range; allowed {bounds}")
-    for level in ("l1", "l2", "walk_cache"):
-        entries, ways = cfg["tlb"][level]["entries"], cfg["tlb"][level]["ways"]
-        if level == "walk_cache" and entries == 0:
-            continue  # no walk cache: every walk reads from the top level
-        if entries <= 0 or ways <= 0 or entries % ways:
-            raise ConfigError(f"tlb.{level}", f"entries={entries} ways={ways}: both must be positive "
-                              "and entries a multiple of ways")
+    try:  # the TLB and cache shapes: kernel_model/tlb.py's own checks, run before any cell
+        TlbConfig.from_cfg(cfg["tlb"])
+    except ValueError as e:
+        key, _, what = str(e).partition(": ")
+        raise ConfigError(key, what) from None
     address = cfg["ray"]["address"]
     if address is not None and address != "auto" and ":" not in str(address):
         raise ConfigError("ray.address", f"{address!r} is not allowed; allowed values: null (local Ray), "
