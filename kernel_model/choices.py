@@ -1,7 +1,8 @@
 """The enumerated knobs of the model, one Enum each: the single list of allowed values.
 
-Member name == value == the config spelling, so an Enum member, its name and the plain
-string a cell config carries are interchangeable (str mixin: ``AnonPolicy.mthp == "mthp"``).
+Member name == value == the config spelling (Hydra and OmegaConf take a member by its
+name), so an Enum member, its name and the plain string a cell config carries are
+interchangeable (str mixin: ``AnonPolicy.mthp == "mthp"``).
 sweep/schema.py types its fields with these, so Hydra rejects a bad value while composing;
 everything else that lists allowed values (Policy, the TLB config, report ordering)
 derives from them, in declaration order.
@@ -23,35 +24,18 @@ class Choice(str, Enum):
         return self.value
 
 
-class AnonPolicy(Choice):  # folio.anon
-    base = "base"
-    mthp = "mthp"
-    mthp_only = "mthp_only"
+def choices(name: str, values: str, module: str = __name__) -> type[Choice]:
+    """The Choice ``name`` (defined in ``module``) whose members are the words of ``values``,
+    in that order, each member's name its value."""
+    return Choice(name, [(v, v) for v in values.split()], module=module, qualname=name)
 
 
-class PagecachePolicy(Choice):  # folio.pagecache
-    fixed = "fixed"
-    always_max = "always_max"
-    drop_reread = "drop_reread"
-    mmap_convert = "mmap_convert"
-    bounce = "bounce"
-
-
-class NativePgtable(Choice):  # arch.native_pgtable
-    off = "off"
-    mirror = "mirror"
-    on_demand = "on_demand"
-
-
-class Overhang(Choice):  # abi.overhang
-    anon_fault = "anon_fault"
-    sigbus = "sigbus"
-    anon_vma = "anon_vma"
-
-
-class TlbReplacement(Choice):  # tlb.replacement
-    lru = "lru"
-    fifo = "fifo"
+AnonPolicy = choices("AnonPolicy", "base mthp mthp_only")  # folio.anon
+PagecachePolicy = choices(  # folio.pagecache
+    "PagecachePolicy", "fixed always_max drop_reread mmap_convert bounce")
+NativePgtable = choices("NativePgtable", "off mirror on_demand")  # arch.native_pgtable
+Overhang = choices("Overhang", "anon_fault sigbus anon_vma")  # abi.overhang
+TlbReplacement = choices("TlbReplacement", "lru fifo")  # tlb.replacement
 
 
 def check_choice(value, choice: type[Choice], key: str) -> str:

@@ -129,7 +129,8 @@ class System:
                 "pagecache": ("pagecache", same),
                 "readahead": ("readahead", lambda v: parse_size(v, what="folio.readahead")),
                 "zero_page": ("zero_page", bool), "huge_zero_page": ("huge_zero_page", bool)}),
-            **present(cfg.get("arch", {}), {"contpte": ("contpte", bool), "native_pgtable": ("native_pgtable", same)}),
+            **present(cfg.get("arch", {}), {"contpte": ("contpte", bool),
+                                            "native_pgtable": ("native_pgtable", same)}),
             **present(cfg.get("abi", {}), {"overhang": ("overhang", same)}))
         return cls(policy=policy,
                    **present(cfg.get("kernel", {}), {"page_size": ("kernel_page_size", same),

@@ -3,10 +3,11 @@
 Two layers catch a bad config before anything runs:
 
 - composition: every group merges into the dataclasses below, registered in Hydra's
-  ConfigStore as ``base_config``; a misspelt key or a value of the wrong type fails
-  there, with Hydra's message naming the key;
+  ConfigStore as ``base_config``; a misspelt key, a value of the wrong type or one an
+  Enum-typed field (kernel_model/choices.py) does not allow fails there, naming the key;
 - per cell (sweep/plan.py): ``validate_values()`` checks allowed values (enumerations,
-  sizes, ranges, TLB and cache shapes by kernel_model/tlb.py's parser), ``resolve_workload_path()`` that workload.path exists,
+  sizes, ranges, TLB and cache shapes by kernel_model/tlb.py's parser),
+  ``resolve_workload_path()`` that workload.path exists,
   and ``check_page_size_order()`` the rule between keys (process page size >= kernel
   page size), each raising ConfigError whose text names the key and what is allowed.
 
@@ -21,7 +22,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from kernel_model.choices import AnonPolicy, Choice, NativePgtable, Overhang, PagecachePolicy, TlbReplacement
+from kernel_model.choices import AnonPolicy, NativePgtable, Overhang, PagecachePolicy, TlbReplacement, choices
 from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
 from kernel_model.page_alloc import MAX_ORDER_FOR
 from kernel_model.tlb import TlbConfig
@@ -214,10 +215,8 @@ class ReportConf:
     better: str = "lower"          # lower | higher
 
 
-class Executor(Choice):
-    ray = "ray"
-    serial = "serial"          # a child process
-    inprocess = "inprocess"    # for a debugger
+# serial: each cell in a child process; inprocess: in this process (for a debugger)
+Executor = choices("Executor", "ray serial inprocess", __name__)
 
 
 @dataclass

@@ -11,28 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from kernel_model.choices import Choice
+from kernel_model.choices import choices
 from kernel_model.units import format_size, parse_size
 
 
-class WorkloadKind(Choice):  # workload.kind
-    synthetic = "synthetic"
-    trace = "trace"
-    file_tree = "file_tree"
-    elf_tree = "elf_tree"
-    file_set = "file_set"
-    mixed = "mixed"
-    abi_probe = "abi_probe"
-    snapshot = "snapshot"
-
-
-class WorkloadPattern(Choice):  # workload.pattern
-    sequential = "sequential"
-    uniform = "uniform"
-    zipf = "zipf"
-    strided = "strided"
-
-
+WorkloadKind = choices(  # workload.kind
+    "WorkloadKind", "synthetic trace file_tree elf_tree file_set mixed abi_probe snapshot", __name__)
+WorkloadPattern = choices("WorkloadPattern", "sequential uniform zipf strided", __name__)  # workload.pattern
 KINDS = WorkloadKind.values()
 PATTERNS = WorkloadPattern.values()
 

@@ -39,3 +39,11 @@ def test_directions_drive_nightly():
     assert _verdict("walk_cycles", 100, 90, 0.05) == "improved"
     assert _verdict("accesses", 100, 100.5, 0.05) == "REGRESSION"
     assert _verdict("faults", 100, 104, 0.05) == "within"
+
+
+def test_report_axis_labels_take_units_from_the_registry():
+    from sweep.report.figures import axis_label
+
+    assert [axis_label("total_bytes", 2**20), axis_label("pagecache_bytes", 1024), axis_label("walk_cycles"),
+            axis_label("ev_overhang_vmas"), axis_label("pagecache_folios_order_3")] == [
+        "total_bytes (MiB)", "pagecache_bytes (KiB)", "walk_cycles", "overhang_vmas", "pagecache_folios_order_3"]
