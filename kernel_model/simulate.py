@@ -17,14 +17,9 @@ from collections import Counter
 import numpy as np
 
 from .access_events import FirstTouch
+from .metrics import METRIC_NAMES
 from .system import System
 
-METRIC_NAMES = (
-    "accesses", "l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_refs", "walk_cycles", "faults",
-    "pgtable_bytes_linux", "pgtable_bytes_native", "anon_bytes", "pagecache_bytes", "padding_bytes",
-    "total_bytes", "sigbus", "native_fallbacks", "compaction_migrated_pages", "alloc_failures",
-    "elf_files", "elf_ok", "elf_failed",
-)
 TLB_METRICS = ("accesses", "l1_tlb_misses", "l2_tlb_misses", "walks", "walk_mem_refs", "walk_cycles")
 
 

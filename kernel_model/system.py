@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .choices import AnonPolicy, NativePgtable, Overhang, PagecachePolicy, check_choice
 from .filemap import mapping_init, shrink
 from .geometry import geometry
 from .mm_types import AddressSpace, File, Folio
@@ -20,19 +21,13 @@ from .process import Process
 from .rmap import folio_remap
 from .units import parse_page_size, parse_size
 
-ANON_POLICIES = ("base", "mthp", "mthp_only")
-PAGECACHE_POLICIES = ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce")
-NATIVE_MODES = ("off", "mirror", "on_demand")
-OVERHANG_POLICIES = ("anon_fault", "sigbus", "anon_vma")
+ANON_POLICIES = AnonPolicy.values()
+PAGECACHE_POLICIES = PagecachePolicy.values()
+NATIVE_MODES = NativePgtable.values()
+OVERHANG_POLICIES = Overhang.values()
 
 # The process page sizes the proposal allows: 4K, 16K, 64K, each >= PAGE_SIZE.
 MAX_PROCESS_PAGE_SIZE = 65536
-
-
-def _choice(value, allowed, key):
-    if value not in allowed:
-        raise ValueError(f"{key}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
-    return value
 
 
 @dataclass
@@ -53,10 +48,11 @@ class Policy:
     huge_zero_page: bool = True
 
     def __post_init__(self):
-        _choice(self.anon, ANON_POLICIES, "folio.anon")
-        _choice(self.pagecache, PAGECACHE_POLICIES, "folio.pagecache")
-        _choice(self.native_pgtable, NATIVE_MODES, "arch.native_pgtable")
-        _choice(self.overhang, OVERHANG_POLICIES, "abi.overhang")
+        # plain strings from here on, whether given a str or an Enum member
+        self.anon = check_choice(self.anon, AnonPolicy, "folio.anon")
+        self.pagecache = check_choice(self.pagecache, PagecachePolicy, "folio.pagecache")
+        self.native_pgtable = check_choice(self.native_pgtable, NativePgtable, "arch.native_pgtable")
+        self.overhang = check_choice(self.overhang, Overhang, "abi.overhang")
         for size in self.mthp_sizes:
             if size <= 0 or size & (size - 1):
                 raise ValueError(f"folio.mthp_sizes: {size} is not a power of two")
@@ -115,26 +111,34 @@ class System:
     @classmethod
     def from_config(cls, cfg: dict) -> "System":
         """Build from a resolved config dict (the config contract of docs/design.md)."""
-        folio = cfg.get("folio", {})
-        arch = cfg.get("arch", {})
+        # Only the keys present are passed on: an absent key takes the default of Policy
+        # or of System(), the one place each default is written (equal to sweep/schema.py's,
+        # which tests/kernel_model/test_system_config.py checks).
+        def present(section: dict, keys: dict) -> dict:
+            return {arg: conv(section[key]) for key, (arg, conv) in keys.items() if key in section}
+
+        def same(v):
+            return v
+
+        def sizes(v):
+            return tuple(parse_size(s, what="folio.mthp_sizes") for s in v)
+
         policy = Policy(
-            anon=folio.get("anon", "base"),
-            mthp_sizes=tuple(parse_size(s, what="folio.mthp_sizes") for s in folio.get("mthp_sizes", ["16K", "32K", "64K"])),
-            thp_pmd=bool(folio.get("thp_pmd", False)),
-            pagecache=folio.get("pagecache", "fixed"),
-            readahead=parse_size(folio.get("readahead", "128K"), what="folio.readahead"),
-            contpte=bool(arch.get("contpte", True)),
-            native_pgtable=arch.get("native_pgtable", "off"),
-            overhang=cfg.get("abi", {}).get("overhang", "anon_fault"),
-            zero_page=bool(folio.get("zero_page", True)),
-            huge_zero_page=bool(folio.get("huge_zero_page", True)),
-        )
-        kernel = cfg.get("kernel", {})
-        memory = cfg.get("memory", {})
-        return cls(kernel.get("page_size", "4K"), memory.get("size", "8G"), va_bits=int(kernel.get("va_bits", 48)),
-                   fragmentation=float(memory.get("fragmentation", 0.0)),
-                   fragmentation_order=memory.get("fragmentation_order"), seed=int(cfg.get("seed", 0)),
-                   policy=policy)
+            **present(cfg.get("folio", {}), {
+                "anon": ("anon", same), "mthp_sizes": ("mthp_sizes", sizes), "thp_pmd": ("thp_pmd", bool),
+                "pagecache": ("pagecache", same),
+                "readahead": ("readahead", lambda v: parse_size(v, what="folio.readahead")),
+                "zero_page": ("zero_page", bool), "huge_zero_page": ("huge_zero_page", bool)}),
+            **present(cfg.get("arch", {}), {"contpte": ("contpte", bool),
+                                            "native_pgtable": ("native_pgtable", same)}),
+            **present(cfg.get("abi", {}), {"overhang": ("overhang", same)}))
+        return cls(policy=policy,
+                   **present(cfg.get("kernel", {}), {"page_size": ("kernel_page_size", same),
+                                                      "va_bits": ("va_bits", int)}),
+                   **present(cfg.get("memory", {}), {"size": ("memory_size", same),
+                                                      "fragmentation": ("fragmentation", float),
+                                                      "fragmentation_order": ("fragmentation_order", same)}),
+                   **present(cfg, {"seed": ("seed", int)}))
 
     def process_page_size(self, value) -> int:
         """Resolve process.page_size ("kernel", "16K", ...) against this kernel; refuse below PAGE_SIZE."""

@@ -59,10 +59,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tlb_cache
+from .choices import TlbReplacement
 from .geometry import DESC_SIZE
 from .units import parse_size
 
-REPLACEMENT_POLICIES = ("lru", "fifo")
+REPLACEMENT_POLICIES = TlbReplacement.values()
 
 # Shifts a leaf can have on arm64: a 4K page (12) up to a 16G contiguous 64K-granule
 # PMD run (34); LPA2/52-bit VA blocks stay below 52.

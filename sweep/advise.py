@@ -90,7 +90,7 @@ def _compose(page_size: str) -> dict:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="advise"):
         cfg = compose("config", overrides=["+experiment=machine_replay", "kernel=4k", f"process.page_size={page_size}",
                                            "folio=base", "folio.readahead=0"])
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return semantic_config(resolved)
 
 

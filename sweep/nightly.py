@@ -4,8 +4,9 @@ Compares the latest run of an experiment that produced rows with the run before 
 cell by cell, matching cells by ``config_key`` (the resolved config without the model
 version, so a new model version still matches). A metric regresses when it moved
 more than ``--threshold`` (relative) in its bad direction: up for costs (misses,
-walks, cycles, bytes, faults, failures, ...), down for HIGHER_IS_BETTER; a metric in
-EXACT (counts fixed by the workload) regresses on any change. A cell that was ok and
+walks, cycles, bytes, faults, failures, ...), down for the few where higher is better;
+a metric fixed by the workload regresses on any change: the directions of
+kernel_model/metrics.py's registry (a column it does not know counts as a cost). A cell that was ok and
 now failed regresses too. Prints a table of the compared metrics; exit 1 on a
 regression, 0 otherwise, 2 on bad arguments.
 """
@@ -17,11 +18,10 @@ import sys
 
 import duckdb
 
+from kernel_model.metrics import better
 from sweep.query import connect, format_table
 from sweep.store import StoreError
 
-HIGHER_IS_BETTER = {"elf_ok"}
-EXACT = {"accesses", "elf_files"}
 # Row columns that are not metrics (provenance, hive partitions).
 NOT_METRICS = {"duration_s", "attempts"}
 
@@ -77,9 +77,10 @@ def compare(con, experiment: str, threshold: float, metrics=None) -> tuple:
 
 def _verdict(name: str, before: float, after: float, threshold: float) -> str:
     rel = (after - before) / abs(before) if before else float("inf")
-    if name in EXACT:
+    direction = better(name)
+    if direction == "exact":
         return "REGRESSION"
-    bad = -rel if name in HIGHER_IS_BETTER else rel
+    bad = -rel if direction == "higher" else rel
     return "REGRESSION" if bad > threshold else ("improved" if -bad > threshold else "within")
 
 

@@ -31,6 +31,7 @@ from sweep.schema import (
     ConfigError,
     check_page_size_order,
     describe_compose_error,
+    enum_error,
     page_sizes,
     resolve_workload_path,
     validate_values,
@@ -300,12 +301,15 @@ def _resolve_with(cfg: DictConfig, parser: OverridesParser, value_ovs: list) -> 
                 if old is _MISSING:
                     raise ConfigError(key, "not in the config; check the spelling (or prefix + to add it)")
                 if isinstance(old, (DictConfig, ListConfig)):
-                    old = OmegaConf.to_container(old)
+                    old = OmegaConf.to_container(old, enum_to_str=True)
                 undo.append((path, old))
                 OmegaConf.update(cfg, path, ov.value(), merge=False)
             except OmegaConfBaseException as e:
+                if enum_error(e):
+                    raise ConfigError(key, enum_error(e).partition(": ")[2]) from None
                 raise ConfigError(key, f"{text!r}: {_first_line(e)}") from None
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        # Enum members become their names: cell configs (and so cell keys) hold plain strings.
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=True)
     finally:
         for path, old in reversed(undo):
             OmegaConf.update(cfg, path, old, merge=False)

@@ -9,6 +9,7 @@ rows of drivers that were killed.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import typing
 from pathlib import Path
@@ -55,6 +56,8 @@ def _arrow_type(key: str, tp) -> pa.DataType:
         origin = typing.get_origin(tp)
     if origin in (list, typing.List):
         return pa.string()                      # "16K,32K,64K"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return pa.string()                      # an enumeration: its value's name
     return {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}[tp]
 
 

@@ -3,10 +3,11 @@
 Two layers catch a bad config before anything runs:
 
 - composition: every group merges into the dataclasses below, registered in Hydra's
-  ConfigStore as ``base_config``; a misspelt key or a value of the wrong type fails
-  there, with Hydra's message naming the key;
+  ConfigStore as ``base_config``; a misspelt key, a value of the wrong type or one an
+  Enum-typed field (kernel_model/choices.py) does not allow fails there, naming the key;
 - per cell (sweep/plan.py): ``validate_values()`` checks allowed values (enumerations,
-  sizes, ranges, TLB shapes), ``resolve_workload_path()`` that workload.path exists,
+  sizes, ranges, TLB and cache shapes by kernel_model/tlb.py's parser),
+  ``resolve_workload_path()`` that workload.path exists,
   and ``check_page_size_order()`` the rule between keys (process page size >= kernel
   page size), each raising ConfigError whose text names the key and what is allowed.
 
@@ -16,13 +17,17 @@ Field names are the config contract of docs/design.md.
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from kernel_model.choices import AnonPolicy, NativePgtable, Overhang, PagecachePolicy, TlbReplacement, choices
 from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
 from kernel_model.page_alloc import MAX_ORDER_FOR
+from kernel_model.tlb import TlbConfig
 from kernel_model.units import format_size, parse_page_size, parse_size
+from workloads.config import WorkloadKind, WorkloadPattern
 
 
 class ConfigError(ValueError):
@@ -45,6 +50,8 @@ def describe_compose_error(e: BaseException) -> str:
     cause = e.__cause__
     key = getattr(cause, "full_key", None)
     if key:
+        if enum_error(cause):
+            return enum_error(cause)
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             return f"{key}: not in the config; check the spelling (or prefix + to add a new key)"
         return f"{key}: {_lines(cause)[0]}"
@@ -52,6 +59,19 @@ def describe_compose_error(e: BaseException) -> str:
     if isinstance(e, OverrideParseException):
         return f"{e.override}: cannot parse it ({lines[1] if len(lines) > 1 else lines[0]})"
     return " ".join(lines[:2]) if lines else type(e).__name__
+
+
+def enum_error(e: BaseException) -> str | None:
+    """The validation pass's one line for a value an Enum-typed field refused while OmegaConf
+    merged it ("key: 'x' is not allowed; allowed values: ..."); None for any other error."""
+    from omegaconf import EnumNode
+    from omegaconf.errors import ValidationError
+
+    node = getattr(e, "child_node", None)
+    if not isinstance(e, ValidationError) or not isinstance(node, EnumNode):
+        return None
+    allowed = ", ".join(m.name for m in node.enum_type)
+    return f"{e.full_key}: {str(e.value)!r} is not allowed; allowed values: {allowed}"
 
 
 def _lines(e: BaseException) -> list:
@@ -66,22 +86,22 @@ class KernelConf:
 
 @dataclass
 class ProcessConf:
-    page_size: str = "kernel"      # kernel | 4K | 16K | 64K; >= kernel.page_size
+    page_size: str = "kernel"      # PROCESS_PAGE_SIZES, or bytes; >= kernel.page_size
 
 
 @dataclass
 class FolioConf:
-    anon: str = "base"             # base | mthp | mthp_only
+    anon: AnonPolicy = AnonPolicy.base
     mthp_sizes: List[str] = field(default_factory=lambda: ["16K", "32K", "64K"])
     thp_pmd: bool = False
-    pagecache: str = "fixed"       # fixed | always_max | drop_reread | mmap_convert | bounce
+    pagecache: PagecachePolicy = PagecachePolicy.fixed
     readahead: str = "128K"
 
 
 @dataclass
 class ArchConf:
     contpte: bool = True
-    native_pgtable: str = "off"    # off | mirror | on_demand
+    native_pgtable: NativePgtable = NativePgtable.off
 
 
 @dataclass
@@ -93,7 +113,7 @@ class MemoryConf:
 
 @dataclass
 class AbiConf:
-    overhang: str = "anon_fault"   # anon_fault | sigbus | anon_vma
+    overhang: Overhang = Overhang.anon_fault
 
 
 @dataclass
@@ -114,7 +134,7 @@ class CacheLevelConf:
 class TlbConf:
     # Defaults only make the schema complete; conf/tlb/*.yaml holds sourced values.
     name: str = "neoverse_n1"
-    replacement: str = "lru"       # lru | fifo
+    replacement: TlbReplacement = TlbReplacement.lru
     coalesce_contig: bool = True
     l1: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(48, 48, 1))
     l2: TlbLevelConf = field(default_factory=lambda: TlbLevelConf(1280, 5, 3))
@@ -131,8 +151,8 @@ class TlbConf:
 @dataclass
 class WorkloadConf:
     name: str = "random"
-    kind: str = "synthetic"        # synthetic | trace | file_tree | elf_tree | file_set | mixed | abi_probe | snapshot
-    pattern: str = "uniform"       # sequential | uniform | zipf | strided
+    kind: WorkloadKind = WorkloadKind.synthetic
+    pattern: WorkloadPattern = WorkloadPattern.uniform
     working_set: str = "64M"
     accesses: int = 200000
     write_ratio: float = 0.3
@@ -195,11 +215,15 @@ class ReportConf:
     better: str = "lower"          # lower | higher
 
 
+# serial: each cell in a child process; inprocess: in this process (for a debugger)
+Executor = choices("Executor", "ray serial inprocess", __name__)
+
+
 @dataclass
 class Config:
     cell_fn: str = "kernel_model.simulate:simulate"
     seed: int = 0
-    executor: str = "ray"          # ray | serial (a child process) | inprocess (for a debugger)
+    executor: Executor = Executor.ray
     kernel: KernelConf = field(default_factory=KernelConf)
     process: ProcessConf = field(default_factory=ProcessConf)
     folio: FolioConf = field(default_factory=FolioConf)
@@ -242,17 +266,10 @@ def register_configs(conf_dir=None) -> None:
 
 # ---- the validation pass ---------------------------------------------------------
 
-CHOICES = {
-    "executor": ("ray", "serial", "inprocess"),
-    "process.page_size": ("kernel", "4K", "16K", "64K"),
-    "folio.anon": ("base", "mthp", "mthp_only"),
-    "folio.pagecache": ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce"),
-    "arch.native_pgtable": ("off", "mirror", "on_demand"),
-    "abi.overhang": ("anon_fault", "sigbus", "anon_vma"),
-    "tlb.replacement": ("lru", "fifo"),
-    "workload.kind": ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe", "snapshot"),
-    "workload.pattern": ("sequential", "uniform", "zipf", "strided"),
-}
+# The process page sizes the proposal allows (a size in bytes is accepted too); not an
+# Enum field, so that "16k" or 16384 compose as they do for kernel.page_size.
+PROCESS_PAGE_SIZES = ("kernel", "4K", "16K", "64K")
+
 
 # Fields holding a size string ("64K"); flattened to integer bytes in results.
 SIZE_KEYS = (
@@ -348,7 +365,7 @@ def page_sizes(cfg: dict) -> tuple[int, int]:
         pps = parse_page_size(proc, what="process.page_size")
     except ValueError:
         raise ConfigError("process.page_size", f"{proc!r} is not allowed; allowed values: "
-                          + ", ".join(CHOICES["process.page_size"])) from None
+                          + ", ".join(PROCESS_PAGE_SIZES)) from None
     return kps, pps
 
 
@@ -359,8 +376,6 @@ def validate_values(cfg: dict) -> None:
     """
     page_sizes(cfg)
     for key, allowed in CHOICES.items():
-        if key == "process.page_size":
-            continue
         value = _get(cfg, key)
         if value not in allowed:
             raise ConfigError(key, f"{value!r} is not allowed; allowed values: " + ", ".join(allowed))
@@ -388,13 +403,11 @@ def validate_values(cfg: dict) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"{low}..{high}" if high is not None else f">= {low}"
             raise ConfigError(key, f"{value!r} is out of range; allowed {bounds}")
-    for level in ("l1", "l2", "walk_cache"):
-        entries, ways = cfg["tlb"][level]["entries"], cfg["tlb"][level]["ways"]
-        if level == "walk_cache" and entries == 0:
-            continue  # no walk cache: every walk reads from the top level
-        if entries <= 0 or ways <= 0 or entries % ways:
-            raise ConfigError(f"tlb.{level}", f"entries={entries} ways={ways}: both must be positive "
-                              "and entries a multiple of ways")
+    try:  # the TLB and cache shapes: kernel_model/tlb.py's own checks, run before any cell
+        TlbConfig.from_cfg(cfg["tlb"])
+    except ValueError as e:
+        key, _, what = str(e).partition(": ")
+        raise ConfigError(key, what) from None
     address = cfg["ray"]["address"]
     if address is not None and address != "auto" and ":" not in str(address):
         raise ConfigError("ray.address", f"{address!r} is not allowed; allowed values: null (local Ray), "
@@ -450,3 +463,9 @@ def schema_fields(cls=None, prefix: str = ""):
             yield from schema_fields(f.type, f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", f.type
+
+
+# Every Enum-typed field and its allowed values, in declaration order: Hydra refuses
+# other values while composing; validate_values() checks plain dicts built otherwise.
+CHOICES = {key: tuple(m.value for m in typ) for key, typ in schema_fields()
+           if isinstance(typ, type) and issubclass(typ, Enum)}

@@ -3,17 +3,23 @@
 Field names are those of sweep/schema.py (the `workload` group); the defaults here
 apply when a caller passes a partial dict (tests, the Python API). Every error names
 the field and says what a valid value looks like. Defaults equal sweep/schema.py's
-WorkloadConf, so a partial dict means what the same partial config group means.
+WorkloadConf (a test checks it field for field), so a partial dict means what the same
+partial config group means. KINDS and PATTERNS are the Enums the schema types its fields with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from kernel_model.choices import choices
 from kernel_model.units import format_size, parse_size
 
-KINDS = ("synthetic", "trace", "file_tree", "elf_tree", "file_set", "mixed", "abi_probe", "snapshot")
-PATTERNS = ("sequential", "uniform", "zipf", "strided")
+
+WorkloadKind = choices(  # workload.kind
+    "WorkloadKind", "synthetic trace file_tree elf_tree file_set mixed abi_probe snapshot", __name__)
+WorkloadPattern = choices("WorkloadPattern", "sequential uniform zipf strided", __name__)  # workload.pattern
+KINDS = WorkloadKind.values()
+PATTERNS = WorkloadPattern.values()
 
 # Zipf and file touches are drawn over pages of this size: the smallest arm64
 # granule, so one workload is the same byte stream at every page size swept.
@@ -86,7 +92,7 @@ def _to_dict(wcfg) -> dict:
         from omegaconf import DictConfig, OmegaConf
 
         if isinstance(wcfg, DictConfig):
-            return OmegaConf.to_container(wcfg, resolve=True)
+            return OmegaConf.to_container(wcfg, resolve=True, enum_to_str=True)
     except ImportError:
         pass
     raise ValueError(f"workload: expected a mapping of workload fields, got {type(wcfg).__name__}")

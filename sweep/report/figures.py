@@ -6,8 +6,19 @@ from __future__ import annotations
 
 import math
 
+from kernel_model.metrics import lookup
 from sweep.report.load import Run, rest
 from sweep.report.tables import MEMORY_PARTS, mthp_gap_table, pivot, replay_table
+
+BYTE_SCALES = {1: "", 1024: " (KiB)", 2**20: " (MiB)"}
+
+
+def axis_label(name: str, scale: int = 1) -> str:
+    """An axis label for a metric plotted divided by ``scale``: its name (an event counter
+    without its ev_ prefix), with KiB/MiB for a metric the registry counts in bytes."""
+    m = lookup(name)
+    return name.removeprefix("ev_") + (BYTE_SCALES[scale] if m is not None and m.unit == "bytes" else "")
+
 
 def pyplot():
     import matplotlib
@@ -106,8 +117,8 @@ def tradeoff_figure(run: Run, plt):
         ys = [g.get("walk_cycles") for g in groups]
         ax.scatter(xs, ys)
         _annotate(ax, [(x, y, rest(g, ("workload_name",))) for g, x, y in zip(groups, xs, ys)])
-        ax.set_xlabel("total_bytes (MiB)")
-        ax.set_ylabel("walk_cycles")
+        ax.set_xlabel(axis_label("total_bytes", 2**20))
+        ax.set_ylabel(axis_label("walk_cycles"))
         ax.set_title(title or run.experiment)
     fig.suptitle("page_size_tradeoff: memory vs translation cost (lower-left is better)")
     return fig
@@ -120,7 +131,7 @@ def pagecache_figure(run: Run, plt):
     fig, axes = plt.subplots(len(panels), 1, figsize=(min(40.0, max(8.0, 0.18 * bars + 3)), 6 * len(panels)),
                              squeeze=False, layout="constrained")
     for ax, (title, (xlabels, series)) in zip([a for row in axes for a in row], panels):
-        _bars(ax, [x.removeprefix(f"{title} ") for x in xlabels], series, "pagecache_bytes (KiB)")
+        _bars(ax, [x.removeprefix(f"{title} ") for x in xlabels], series, axis_label("pagecache_bytes", 1024))
         ax.set_title(f"pagecache_policy: {title}" if title else "pagecache_policy")
     return fig
 
@@ -146,22 +157,21 @@ def native_figure(run: Run, plt):
             points += [(x, y, rest(g, ("workload_name", "arch_native_pgtable"))) for g, x, y in zip(pts, xs, ys)]
         _annotate(ax, points)
         ax.set_xlabel("pgtable_bytes_linux + native (KiB)")
-        ax.set_ylabel("walk_mem_refs")
+        ax.set_ylabel(axis_label("walk_mem_refs"))
         ax.set_title(title or "native_pgtable")
         ax.legend(fontsize=8)
     bottom = fig.add_subplot(grid[1, :])
     xlabels, series = pivot(run.groups, "arch_native_pgtable", "native_fallbacks")
-    _bars(bottom, xlabels, series, "native_fallbacks")
+    _bars(bottom, xlabels, series, axis_label("native_fallbacks"))
     bottom.set_title("native_fallbacks per mode")
     return fig
 
 
 def eof_figure(run: Run, plt):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
-    for ax, (name, scale, unit) in zip(axes, (("padding_bytes", 1024, " (KiB)"), ("sigbus", 1, ""),
-                                              ("ev_overhang_vmas", 1, ""))):
+    for ax, (name, scale) in zip(axes, (("padding_bytes", 1024), ("sigbus", 1), ("ev_overhang_vmas", 1))):
         xlabels, series = pivot(run.groups, "abi_overhang", name, scale)
-        _bars(ax, xlabels, series, name.replace("ev_", "") + unit)
+        _bars(ax, xlabels, series, axis_label(name, scale))
     fig.suptitle("eof_overhang: cost of each EOF overhang policy")
     return fig
 

@@ -14,23 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kernel_model.metrics import SPARSE_PREFIXES  # emitted only when non-zero: a null in an ok row is a 0
 from kernel_model.units import format_size
 from sweep.results import CONFIG_COLUMNS
-from sweep.schema import SIZE_KEYS
+from sweep.schema import CHOICES, SIZE_KEYS
 
 SIZE_COLUMNS = {k.replace(".", "_") for k in SIZE_KEYS} | {"process_page_size"}
 CONFIG_NAMES = [c for c, _, _ in CONFIG_COLUMNS]
 AVERAGED = ("seed",)
-# Enumerations sorted in the order of the config contract, not alphabetically.
-ENUM_ORDER = {
-    "folio_anon": ("base", "mthp", "mthp_only"),
-    "folio_pagecache": ("fixed", "always_max", "drop_reread", "mmap_convert", "bounce"),
-    "arch_native_pgtable": ("off", "mirror", "on_demand"),
-    "abi_overhang": ("anon_fault", "sigbus", "anon_vma"),
-}
-# Metrics kernel_model.simulate emits only when non-zero (its event counters, folio
-# orders, ELF failure rules: simulate.Runner.metrics()); a null in an ok row is a 0.
-SPARSE_PREFIXES = ("ev_", "elf_failed_", "anon_folios_order_")
+# Enumerations sorted in the order of the config contract (the schema's Enums), not
+# alphabetically; labels show their bare values.
+ENUM_ORDER = {k.replace(".", "_"): CHOICES[k]
+              for k in ("folio.anon", "folio.pagecache", "arch.native_pgtable", "abi.overhang")}
 
 
 class ReportError(Exception):

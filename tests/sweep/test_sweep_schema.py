@@ -78,8 +78,13 @@ def test_bad_value_names_key_and_allowed(key, value, message):
 def test_tlb_geometry_and_mthp_sizes():
     cfg = default_config()
     cfg["tlb"]["l2"] = {"entries": 1280, "ways": 3, "latency": 5}
-    assert error_of(cfg) == ("tlb.l2: entries=1280 ways=3: both must be positive and entries "
-                             "a multiple of ways")
+    assert error_of(cfg) == ("tlb.l2: entries (1280) must be a multiple of ways (3); use ways == entries "
+                             "for a fully associative structure")
+    cfg["tlb"]["l2"]["ways"] = 5
+    cfg["tlb"]["walk_cache"]["entries"] = 0  # no walk cache: allowed
+    validate_values(cfg)
+    cfg["tlb"]["l1"]["entries"] = 0
+    assert error_of(cfg) == "tlb.l1.entries: must be >= 1, got 0"
     assert error_of(default_config(folio__mthp_sizes=["16K", "48K"])) == \
         "folio.mthp_sizes[1]: '48K' is not a power-of-two size such as 16K, 64K"
 

@@ -1,6 +1,9 @@
+from dataclasses import fields
+
 import pytest
 
 from workloads import build, parse_workload_config
+from workloads.config import WorkloadConfig
 
 
 def test_defaults_and_sizes_parsed():
@@ -85,3 +88,15 @@ def test_defaults_equal_the_sweep_schema():
 
     assert [f.name for f in fields(WorkloadConf)] == [f.name for f in fields(WorkloadConfig)]
     assert parse_workload_config(asdict(WorkloadConf())) == parse_workload_config({})
+
+
+def test_defaults_equal_the_schema_workload_group():
+    """WorkloadConfig() is sweep/schema.py's WorkloadConf, field for field, parsed: a
+    partial dict means what the same partial config group means."""
+    from omegaconf import OmegaConf
+
+    from sweep.schema import WorkloadConf
+
+    schema = OmegaConf.to_container(OmegaConf.structured(WorkloadConf), enum_to_str=True)
+    assert list(schema) == [f.name for f in fields(WorkloadConfig)]
+    assert parse_workload_config(schema) == WorkloadConfig()
