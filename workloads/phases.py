@@ -235,19 +235,12 @@ class Spawn:
 
 
 @dataclass(frozen=True)
-class MapRange:
+class MapRange(Map):
     """mmap(NULL, length, prot, flags, fd, offset) of a captured VMA whose file offset is
     in the capture's pages: the offset is aligned down to the process page (mmap takes
     offsets in process pages; mm/mmap.c do_mmap() rejects an unaligned one) and the
     mapping grows by that head, so `region` still names the captured range from its
-    first byte. Anonymous when path is None."""
-
-    region: str
-    length: int
-    prot: int
-    flags: int
-    path: str | None = None
-    offset: int = 0
+    first byte. Anonymous when path is None. The fields are Map's."""
 
 
 @dataclass(frozen=True)
