@@ -401,32 +401,27 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
             rows[o + k] = rows[o + k - 1]
         rows[o] = tag
 
+    def row_lookup(o, ways, tag, lru_):
+        """Look `tag` up in the row of `ways` tags at rows[o]: -1 on a hit (under LRU now
+        the most recent), else the way a fill pushes out (the first empty one, or the last)."""
+        for w in range(ways):
+            t = rows[o + w]
+            if t == tag:
+                if lru_ and w:
+                    row_front(o, w, tag)
+                return -1
+            if t == EMPTY:
+                return w
+        return ways - 1
+
     def row_access(o, ways, tag, lru_):
         """cache_access() on the row of `ways` tags at rows[o]."""
-        for w in range(ways):
-            t = rows[o + w]
-            if t == tag:
-                if lru_ and w:
-                    row_front(o, w, tag)
-                return HIT
-            if t == EMPTY:
-                row_front(o, w, tag)
-                return EMPTY
-        evicted = rows[o + ways - 1]
-        row_front(o, ways - 1, tag)
+        w = row_lookup(o, ways, tag, lru_)
+        if w < 0:
+            return HIT
+        evicted = rows[o + w]
+        row_front(o, w, tag)
         return evicted
-
-    def row_lookup(o, ways, tag, lru_):
-        """True when `tag` is in the row at rows[o]; under LRU a hit becomes the most recent."""
-        for w in range(ways):
-            t = rows[o + w]
-            if t == tag:
-                if lru_ and w:
-                    row_front(o, w, tag)
-                return True
-            if t == EMPTY:
-                return False
-        return False
 
     def dcache_read(line):
         """One read of physical cache line `line` through the inclusive L1D/L2D pair.
@@ -438,7 +433,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
         a line hot in L1D can age out of L2D, as in hardware.  Both are true LRU (the TRM's
         L1D is pseudo-LRU; LRU keeps the model checkable).  Returns SERVED_*."""
         o1 = b_d1 + set_index(line, d1_sets) * d1_w
-        if row_lookup(o1, d1_w, line, True):
+        if row_lookup(o1, d1_w, line, True) < 0:
             return SERVED_L1D
         served = SERVED_L2D
         evicted = row_access(b_d2 + set_index(line, d2_sets) * d2_w, d2_w, line, True)
@@ -631,7 +626,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
                     d = drow[j]
-                    if d >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru):
+                    if d >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
                         n_wc_hits += 1
                         start = j + 1
                         break
