@@ -282,7 +282,9 @@ class TlbState:
 
     def flush_tlb(self) -> None:
         fresh = tlb_cache.tlb_state_new(_kernel_params(self.cfg, 0))
-        self.arrays = fresh[:3] + self.arrays[3:5] + fresh[5:]
+        for tlb in self.arrays[1:4]:  # L1, L2, walk cache: views of the flat rows
+            tlb.fill(tlb_cache.EMPTY)
+        self.arrays = self.arrays[:6] + fresh[6:]
 
 
 def _no_tables() -> tuple:

@@ -14,8 +14,10 @@ tags, int64[sets, ways].  The contracts:
   victim is a pure function of the access order (same input, same bytes) and a lookup
   stops at the first empty way.  Exactly a textbook LRU/FIFO set.
 
-The per-structure helpers are inlined into tlb_run (inline="always": numba's own IR
-inlining; as separate calls they cost about twice as much per data-cache read).
+tlb_run keeps the five structures' rows in one flat buffer and works on them through
+closures over it that take only scalars (row_access, row_lookup, dcache_read): numba
+increfs and decrefs, atomically, every array passed to a function, inlined or not, which
+costs more than a lookup.
 
 These are the loops that are sequential by nature (each access sees the state the
 previous one left), so they are numba-compiled with cache=True: a sweep runs many
@@ -76,34 +78,11 @@ def _row_insert_front(c, s, w, tag):
 
 
 @njit(cache=True, inline="always")
-def cache_lookup(c, s, tag, lru):
-    """True when `tag` is in set `s`; under LRU a hit becomes the most recent."""
-    for w in range(c.shape[1]):
-        t = c[s, w]
-        if t == tag:
-            if lru and w:
-                _row_insert_front(c, s, w, tag)
-            return True
-        if t == EMPTY:
-            return False
-    return False
-
-
-@njit(cache=True, inline="always")
-def cache_fill(c, s, tag):
-    """Insert `tag` (known absent) into set `s`; return the evicted tag or -1."""
-    last = c.shape[1] - 1
-    evicted = c[s, last]
-    _row_insert_front(c, s, last, tag)
-    return evicted
-
-
-@njit(cache=True, inline="always")
 def cache_access(c, s, tag, lru):
     """Look `tag` up in set `s` and fill it on a miss, in one pass over the ways.
 
     Returns HIT (-2) on a hit, else the evicted tag (-1: an empty way was used).
-    Equivalent to cache_lookup() followed, on a miss, by cache_fill().
+    The reference for tlb_run's row_access() (the same scan over its flat rows).
     """
     ways = c.shape[1]
     for w in range(ways):
@@ -118,21 +97,6 @@ def cache_access(c, s, tag, lru):
     evicted = c[s, ways - 1]
     _row_insert_front(c, s, ways - 1, tag)
     return evicted
-
-
-@njit(cache=True, inline="always")
-def cache_invalidate(c, s, tag):
-    """Drop `tag` from set `s` if present (back-invalidation); the row stays compact."""
-    ways = c.shape[1]
-    for w in range(ways):
-        t = c[s, w]
-        if t == EMPTY:
-            return
-        if t == tag:
-            for k in range(w, ways - 1):
-                c[s, k] = c[s, k + 1]
-            c[s, ways - 1] = EMPTY
-            return
 
 
 # Fully associative structures wider than this use fa_access() (hash + LRU list, O(1)
@@ -261,31 +225,6 @@ def fa_access(keys, prev, nxt, table, meta, tag, lru):
     return evicted
 
 
-@njit(cache=True, inline="always")
-def dcache_read(l1, l2, line):
-    """One read of physical cache line `line` through an inclusive L1D/L2D pair.
-
-    L1D is looked up first; on a miss L2D; on a miss memory.  The line is filled into
-    L2D (on an L2D miss) and L1D (on an L1D miss).  L2D is inclusive of L1D: a line
-    evicted from L2D is invalidated in L1D (WikiChip, Cortex-A76 / Neoverse N1: "The L2
-    is strictly inclusive of the L1 data cache").  L1D hits are not seen by L2D, so
-    a line hot in L1D can age out of L2D, as in hardware.  Both are true LRU (the TRM's
-    L1D is pseudo-LRU; LRU keeps the model checkable).  Returns SERVED_*.
-    """
-    n1 = l1.shape[0]
-    s1 = set_index(line, n1)
-    if cache_lookup(l1, s1, line, True):
-        return SERVED_L1D
-    served = SERVED_L2D
-    evicted = cache_access(l2, set_index(line, l2.shape[0]), line, True)
-    if evicted != HIT:
-        served = SERVED_MEM
-        if evicted != EMPTY:  # the L2D refill evicts before the L1D refill
-            cache_invalidate(l1, set_index(evicted, n1), evicted)
-    cache_fill(l1, s1, line)
-    return served
-
-
 @njit(cache=True)
 def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max_shift):
     """Index of the first access tlb_run() cannot take (negative address; present with
@@ -367,16 +306,30 @@ MEMO_BITS = 16
 def tlb_state_new(params):
     """Empty L1/L2 TLB, walk cache and L1D/L2D for params: a tuple of int64 arrays that
     tlb_run() updates in place, so a caller can carry the hardware's state from one
-    access stream to the next."""
+    access stream to the next. The tuple: the rows of all five set-associative
+    structures in one flat buffer (what tlb_run's helpers index), then the same as five
+    int64[sets, ways] views of it (L1, L2, walk cache, L1D, L2D), then the two
+    fully associative fa_new() states (L1, L2)."""
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
     fa1k, fa1p, fa1n, fa1t, fa1m = fa_new(l1_ways if l1_fa else 1)
     fa2k, fa2p, fa2n, fa2t, fa2m = fa_new(l2_ways if l2_fa else 1)
-    return (cache_new(l1_sets, l1_ways), cache_new(l2_sets, l2_ways),
-            cache_new(params[P_WC_SETS], params[P_WC_WAYS]),
-            cache_new(params[P_D1_SETS], params[P_D1_WAYS]), cache_new(params[P_D2_SETS], params[P_D2_WAYS]),
+    dims = np.array([l1_sets, l1_ways, l2_sets, l2_ways, params[P_WC_SETS], params[P_WC_WAYS],
+                     params[P_D1_SETS], params[P_D1_WAYS], params[P_D2_SETS], params[P_D2_WAYS]])
+    dims = np.maximum(dims, 1)  # at least one set of one way, as cache_new()
+    total = 0
+    for k in range(5):
+        total += dims[2 * k] * dims[2 * k + 1]
+    rows = np.full(total, EMPTY, np.int64)
+    o1 = dims[0] * dims[1]
+    o2 = o1 + dims[2] * dims[3]
+    o3 = o2 + dims[4] * dims[5]
+    o4 = o3 + dims[6] * dims[7]
+    return (rows, rows[:o1].reshape((dims[0], dims[1])), rows[o1:o2].reshape((dims[2], dims[3])),
+            rows[o2:o3].reshape((dims[4], dims[5])), rows[o3:o4].reshape((dims[6], dims[7])),
+            rows[o4:].reshape((dims[8], dims[9])),
             fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
 
 
@@ -431,7 +384,75 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = n_absent = np.int64(0)
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
-    (l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
+    (rows, l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
+    # The set-associative structures' rows in `rows` (tlb_state_new): set s of a structure
+    # at base + s * ways. The helpers below are closures over `rows` taking only scalars:
+    # numba increfs and decrefs (atomically) each array passed to a function, inlined or not.
+    l1_w, l2_w, wc_w, d1_w, d2_w = l1.shape[1], l2.shape[1], wc.shape[1], d1.shape[1], d2.shape[1]
+    d1_sets, d2_sets = d1.shape[0], d2.shape[0]
+    b_l2 = l1.size
+    b_wc = b_l2 + l2.size
+    b_d1 = b_wc + wc.size
+    b_d2 = b_d1 + d1.size
+
+    def row_front(o, w, tag):
+        """_row_insert_front() on the row at rows[o]."""
+        for k in range(w, 0, -1):
+            rows[o + k] = rows[o + k - 1]
+        rows[o] = tag
+
+    def row_lookup(o, ways, tag, lru_):
+        """Look `tag` up in the row of `ways` tags at rows[o]: -1 on a hit (under LRU now
+        the most recent), else the way a fill pushes out (the first empty one, or the last)."""
+        for w in range(ways):
+            t = rows[o + w]
+            if t == tag:
+                if lru_ and w:
+                    row_front(o, w, tag)
+                return -1
+            if t == EMPTY:
+                return w
+        return ways - 1
+
+    def row_access(o, ways, tag, lru_):
+        """cache_access() on the row of `ways` tags at rows[o]."""
+        w = row_lookup(o, ways, tag, lru_)
+        if w < 0:
+            return HIT
+        evicted = rows[o + w]
+        row_front(o, w, tag)
+        return evicted
+
+    def dcache_read(line):
+        """One read of physical cache line `line` through the inclusive L1D/L2D pair.
+
+        L1D is looked up first; on a miss L2D; on a miss memory.  The line is filled into
+        L2D (on an L2D miss) and L1D (on an L1D miss).  L2D is inclusive of L1D: a line
+        evicted from L2D is invalidated in L1D (WikiChip, Cortex-A76 / Neoverse N1: "The L2
+        is strictly inclusive of the L1 data cache").  L1D hits are not seen by L2D, so
+        a line hot in L1D can age out of L2D, as in hardware.  Both are true LRU (the TRM's
+        L1D is pseudo-LRU; LRU keeps the model checkable).  Returns SERVED_*."""
+        o1 = b_d1 + set_index(line, d1_sets) * d1_w
+        if row_lookup(o1, d1_w, line, True) < 0:
+            return SERVED_L1D
+        served = SERVED_L2D
+        evicted = row_access(b_d2 + set_index(line, d2_sets) * d2_w, d2_w, line, True)
+        if evicted != HIT:
+            served = SERVED_MEM
+            if evicted != EMPTY:  # the L2D refill evicts before the L1D refill: back-invalidate
+                oe = b_d1 + set_index(evicted, d1_sets) * d1_w
+                for w in range(d1_w):
+                    t = rows[oe + w]
+                    if t == EMPTY:
+                        break
+                    if t == evicted:  # drop it, the row stays compact
+                        for k in range(w, d1_w - 1):
+                            rows[oe + k] = rows[oe + k + 1]
+                        rows[oe + d1_w - 1] = EMPTY
+                        break
+        row_front(o1, d1_w - 1, line)
+        return served
+
     prim, sec, fallback, tp = tables
     p_geo, p_nxt, p_phys, p_bpfn, p_bcont, p_slot, p_pfn, p_cont = prim
     s_geo, s_nxt, s_phys, s_bpfn, s_bcont, s_slot, s_pfn, s_cont = sec
@@ -501,7 +522,6 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     cur_page = old_page = EMPTY
     cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
-    d1_sets = d1.shape[0]
     prev_key = EMPTY
     from_raw = raw.shape[0] > 0
     n_writes = np.int64(0)
@@ -575,14 +595,14 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                         l1[s1, 0] = key
                     r1 = HIT
                 else:
-                    r1 = cache_access(l1, s1, key, lru)
+                    r1 = row_access(s1 * l1_w, l1_w, key, lru)
             prev_key = key
             if r1 != HIT:
                 n_l1_miss += 1
                 if l2_fa:
                     r2 = fa_access(fa2k, fa2p, fa2n, fa2t, fa2m, key, lru)
                 else:
-                    r2 = cache_access(l2, set_index(tag, l2_sets), key, lru)
+                    r2 = row_access(b_l2 + set_index(tag, l2_sets) * l2_w, l2_w, key, lru)
                 if r2 != HIT:
                     n_l2_miss += 1
                     walk = True
@@ -606,7 +626,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
                     d = drow[j]
-                    if d >= 0 and cache_lookup(wc, set_index(d >> 3, wc_sets), d, lru):
+                    if d >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
                         n_wc_hits += 1
                         start = j + 1
                         break
@@ -616,7 +636,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                     continue
                 n_walk_refs += 1
                 dl = d >> line_shift
-                served = SERVED_L1D if d1[set_index(dl, d1_sets), 0] == dl else dcache_read(d1, d2, dl)
+                served = SERVED_L1D if d1[set_index(dl, d1_sets), 0] == dl else dcache_read(dl)
                 if served == SERVED_L1D:
                     n_walk_cycles += d1_latency
                 elif served == SERVED_L2D:
@@ -627,9 +647,9 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                     n_pt_l1d_miss += 1
                     n_pt_l2d_miss += 1
                 if j < last and wc_sets > 0:
-                    cache_fill(wc, set_index(d >> 3, wc_sets), d)
+                    row_front(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w - 1, d)  # fill
         if line >= 0 and d1[set_index(line, d1_sets), 0] != line:  # not a rank-0 L1D hit
-            served = dcache_read(d1, d2, line)
+            served = dcache_read(line)
             if served != SERVED_L1D:
                 n_data_l1d_miss += 1
                 if served == SERVED_MEM:
