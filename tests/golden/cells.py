@@ -86,6 +86,8 @@ CELLS: dict[str, tuple[str, ...]] = {
 
 
 def compose(*overrides: str) -> dict:
+    """The resolved cell config dict for these overrides of the real conf/ tree (also the
+    model tests' cell_config fixture)."""
     from pathlib import Path
 
     from hydra import compose as hydra_compose
