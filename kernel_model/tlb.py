@@ -299,6 +299,7 @@ _NO_RECORDS = np.zeros((0, 9), np.uint8)
 _NO_RECORDS.flags.writeable = False
 _NO_LOOKUP = (np.zeros(0, np.bool_), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int8),
               np.zeros((0, 1), np.int64))
+_NO_KEYS = np.zeros((0, 1), np.int64)  # tlb_run's wkey: the walk cache keyed by the descriptors themselves
 
 
 def _run_args(cfg: TlbConfig, kernel_page_shift, is_write, n: int, state):
@@ -347,7 +348,7 @@ def _results(out, n: int, writes: int, cfg: TlbConfig) -> dict:
 
 
 def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None,
-                 state: TlbState | None = None) -> dict:
+                 state: TlbState | None = None, walk_cache_keys=None) -> dict:
     """Translate the access stream `addrs` whose final-state walks are `lookup`.
 
     kernel_page_shift: the kernel's PAGE_SHIFT (the unit of lookup.pfn); needed to
@@ -363,13 +364,24 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
 
     state: a TlbState to start from and leave the hardware's contents in (None: start
     empty, as one call on a cold core).
+
+    walk_cache_keys: None (the walk cache holds table descriptors by their address, as in
+    hardware), or int64 of lookup.desc_addr's shape: the key the walk cache files each
+    descriptor read under (kernel_model/ablation.py: one system's walks with another's
+    walk-cache reach).
     """
     if not isinstance(cfg, TlbConfig):
         raise ValueError(f"simulate_tlb: cfg must be a TlbConfig (TlbConfig.from_cfg(cfg.tlb)), got {type(cfg).__name__}")
     addrs, present, pfn, base_shift, leaf_shift, desc = _lookup_arrays(addrs, lookup)
     n = addrs.shape[0]
+    wkey = _NO_KEYS
+    if walk_cache_keys is not None:
+        wkey = np.ascontiguousarray(walk_cache_keys, dtype=np.int64)
+        if wkey.shape != desc.shape:
+            raise ValueError(f"simulate_tlb: walk_cache_keys has shape {wkey.shape}, lookup.desc_addr {desc.shape}; "
+                             "give one key per descriptor")
     params, state, writes = _run_args(cfg, kernel_page_shift, is_write, n, state)
-    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, present, pfn, base_shift, leaf_shift, desc, params, state.arrays,
+    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, present, pfn, base_shift, leaf_shift, desc, wkey, params, state.arrays,
                             _no_tables())
     return _results(out, n, writes, cfg)
 
@@ -391,7 +403,7 @@ def simulate_tlb_tables(addrs, tables, cfg: TlbConfig, *, kernel_page_shift=None
     if n and int(addrs.min()) < 0:
         raise ValueError(f"simulate_tlb: address {int(addrs.min())} is negative")
     params[tlb_cache.P_TABLES] = 1
-    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, *_NO_LOOKUP, params, state.arrays, tables)
+    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, *_NO_LOOKUP, _NO_KEYS, params, state.arrays, tables)
     return _results(out, n, writes, cfg)
 
 
@@ -409,7 +421,7 @@ def simulate_tlb_records(raw, tables, cfg: TlbConfig, *, kernel_page_shift=None,
     n = raw.shape[0]
     params, state, _ = _run_args(cfg, kernel_page_shift, None, n, state)
     params[tlb_cache.P_TABLES] = 1
-    out = tlb_cache.tlb_run(_NO_ADDRS, raw, *_NO_LOOKUP, params, state.arrays, tables)
+    out = tlb_cache.tlb_run(_NO_ADDRS, raw, *_NO_LOOKUP, _NO_KEYS, params, state.arrays, tables)
     return _results(out, n, int(out[tlb_cache.C_WRITES]), cfg)
 
 

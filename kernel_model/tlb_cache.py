@@ -343,13 +343,16 @@ def record_addr(raw, i):
 
 
 @njit(cache=True, error_model="numpy")
-def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, state, tables):
+def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params, state, tables):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
     Two sources of translations (params[P_TABLES]):
     - 0, a Lookup: present bool[n], pfn int64[n], base_shift/leaf_shift int8[n], desc
       int64[n, L] (top..leaf, -1 below the walk): the pgtable Lookup fields, already
-      validated by tlb.py; `tables` is unused.
+      validated by tlb.py; `tables` is unused. wkey int64[n, L], or no rows: the
+      walk-cache key of each descriptor read (desc's shape); without rows the key is the
+      descriptor's address, as in hardware (a gap_attribution cell keys the walk cache of
+      one system's walks by the other's descriptors: kernel_model/ablation.py).
     - 1, the page table itself: `tables` = hw_tables() (translate() below); the
       per-access arrays are unused. The translation of each kernel page is read once per
       call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
@@ -524,6 +527,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     prev_key = EMPTY
     from_raw = raw.shape[0] > 0
+    own_keys = from_tables or wkey.shape[0] == 0
     n_writes = np.int64(0)
     for i in range(raw.shape[0] if from_raw else addrs.shape[0]):
         if from_raw:
@@ -615,6 +619,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                 drow = scratch
             else:
                 drow = desc[i]
+            krow = drow if own_keys else wkey[i]
             last = -1
             for j in range(nlev):
                 if drow[j] >= 0:
@@ -625,8 +630,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
             if wc_sets > 0:
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
-                    d = drow[j]
-                    if d >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
+                    d = krow[j]
+                    if drow[j] >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
                         n_wc_hits += 1
                         start = j + 1
                         break
@@ -647,7 +652,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                     n_pt_l1d_miss += 1
                     n_pt_l2d_miss += 1
                 if j < last and wc_sets > 0:
-                    row_front(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w - 1, d)  # fill
+                    k = krow[j]
+                    row_front(b_wc + set_index(k >> 3, wc_sets) * wc_w, wc_w - 1, k)  # fill
         if line >= 0 and d1[set_index(line, d1_sets), 0] != line:  # not a rank-0 L1D hit
             served = dcache_read(line)
             if served != SERVED_L1D:
