@@ -89,6 +89,8 @@ METRICS = (
     Metric("ev_", "count", family=True, sparse=True),                # the system's event counters
     Metric("anon_folios_order_", "count", family=True, sparse=True),  # allocated anon folios by order
     Metric("elf_failed_", "files", family=True, sparse=True),        # ELF load failures by rule
+    # gap_attribution cells only (kernel_model/ablation.py): walk cycles per ablation subset
+    Metric("ablate_walk_cycles_", "cycles", family=True),
 )
 
 _EXACT = {m.name: m for m in METRICS if not m.family}

@@ -49,15 +49,24 @@ def simulate(cfg: dict, *, fault_path: str | None = None) -> dict:
 
 
 def _run(cfg: dict, fault_path: str | None) -> dict:
+    if (cfg.get("ablation") or {}).get("against") is not None:
+        raise ValueError("ablation: an ablation cell runs with cell_fn=kernel_model.ablation:simulate_ablation "
+                         "(conf/experiment/gap_attribution.yaml), not simulate()")
+    return run_workload(cfg, fault_path).metrics()
+
+
+def run_workload(cfg: dict, fault_path: str | None = None, runner_cls=None) -> "Runner":
+    """The System of ``cfg`` after its workload: every phase run by a ``runner_cls``
+    (Runner, or a subclass that observes the run)."""
     import workloads
 
     system = System.from_config(cfg)
     page_size = system.process_page_size(cfg.get("process", {}).get("page_size", "kernel"))
     workload = workloads.build(_absolute_paths(cfg.get("workload", {})), seed=int(cfg.get("seed", 0)))
-    runner = Runner(system, page_size, cfg.get("tlb", {}), fault_path=fault_path)
+    runner = (runner_cls or Runner)(system, page_size, cfg.get("tlb", {}), fault_path=fault_path)
     for phase in workload.phases():
         runner.run(phase)
-    return runner.metrics()
+    return runner
 
 
 def _absolute_paths(wcfg: dict) -> dict:
@@ -137,7 +146,7 @@ class Runner:
         size = self.page_size if phase.page_size is None else phase.page_size
         self.proc = self.system.execve(page_size=size)
         self.regions = {}
-        self.tlb_state.flush_tlb()
+        self._switch_mm()
 
     def _cache_pages(self, phase) -> None:
         """Read each run of 4K pages with readahead off (folio.readahead=0 for the call)."""
@@ -252,14 +261,14 @@ class Runner:
 
     def _fork(self, phase) -> None:
         self.proc = self.proc.fork()
-        self.tlb_state.flush_tlb()
+        self._switch_mm()
 
     def _exec(self, phase) -> None:
         self._account_exit(self.proc.mm)
         size = self.page_size if phase.page_size is None else phase.page_size
         self.proc.execve(page_size=size)
         self.regions = {}
-        self.tlb_state.flush_tlb()
+        self._switch_mm()
 
     def _load_elf(self, phase) -> None:
         from .binfmt_elf import check_elf
@@ -274,6 +283,10 @@ class Runner:
         if mm.native is not None:
             self.exited_native_fallbacks += mm.native.fallbacks
             self.exited_native.update(mm.native.stats)
+
+    def _switch_mm(self) -> None:
+        """The core now runs another address space: its TLBs and walk cache are emptied."""
+        self.tlb_state.flush_tlb()
 
     # -- accesses -------------------------------------------------------------------
     def _access(self, phase) -> None:
@@ -402,15 +415,7 @@ class Runner:
         on an L2 TLB miss (tlb.simulate_tlb_tables)."""
         from .tlb import simulate_tlb_records, simulate_tlb_tables
 
-        mm = self.proc.mm
-        if mm.native is not None:
-            pages = seen.pages()
-            if bad.size:
-                pages = pages[~np.isin(pages, bad)]
-            mm.native.build_spans(np.unique(pages >> (mm.native.span_shift - self._page_shift)))
-            tables = mm.native.hw_tables()
-        else:
-            tables = mm.pgtable.hw_tables()
+        tables = self._walked_table(bad, seen).hw_tables()
         from workloads.trace import RecordWindow
 
         kps = self.system.kgeom.page_shift
@@ -429,6 +434,18 @@ class Runner:
                                              kernel_page_shift=kps, state=self.tlb_state)
             for k, v in counts.items():
                 self.tlb[k] += int(v)
+
+    def _walked_table(self, bad: np.ndarray, seen):
+        """The table the MMU walks for this stream: the native table (its spans over the
+        touched pages built) when the process has one, else the Linux table."""
+        mm = self.proc.mm
+        if mm.native is None:
+            return mm.pgtable
+        pages = seen.pages()
+        if bad.size:
+            pages = pages[~np.isin(pages, bad)]
+        mm.native.build_spans(np.unique(pages >> (mm.native.span_shift - self._page_shift)))
+        return mm.native
 
     # -- results ----------------------------------------------------------------------
     def metrics(self) -> dict:

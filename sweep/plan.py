@@ -90,7 +90,12 @@ def canonical_json(obj) -> str:
 
 
 def semantic_config(resolved: dict) -> dict:
-    return {k: v for k, v in resolved.items() if k not in NON_SEMANTIC_KEYS}
+    """What a cell computes from: the config without NON_SEMANTIC_KEYS, and without the
+    ablation node while it is off (so a cell keeps the key it had before that node existed)."""
+    out = {k: v for k, v in resolved.items() if k not in NON_SEMANTIC_KEYS}
+    if (out.get("ablation") or {}).get("against") is None:
+        out.pop("ablation", None)
+    return out
 
 
 def config_key(config: dict) -> str:

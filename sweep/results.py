@@ -48,7 +48,7 @@ RUN_COLUMNS = [
 
 
 def _arrow_type(key: str, tp) -> pa.DataType:
-    if key in SIZE_KEYS or key == "process.page_size":
+    if key in SIZE_KEYS or key in ("process.page_size", "ablation.against"):
         return pa.int64()                       # bytes
     origin = typing.get_origin(tp)
     if origin is typing.Union:                  # Optional[X]
@@ -73,12 +73,14 @@ def flatten_config(config: dict) -> dict:
     for column, key, typ in CONFIG_COLUMNS:
         node = config
         for part in key.split("."):
-            node = node[part]
-        if key == "kernel.page_size":
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            pass  # a node the cell's config leaves out (ablation off): null
+        elif key == "kernel.page_size":
             node = kps
         elif key == "process.page_size":
             node = pps
-        elif key in SIZE_KEYS:
+        elif key in SIZE_KEYS or key == "ablation.against":
             node = parse_size(node, what=key)
         elif isinstance(node, list):
             node = ",".join(str(x) for x in node)

@@ -176,6 +176,15 @@ class WorkloadConf:
 
 
 @dataclass
+class AblationConf:
+    # gap_attribution (kernel_model/ablation.py): the kernel page size of system B, whose
+    # walk-cycle gap to this cell's kernel (system A) is split into its causes; null: no
+    # ablation. A cell with it set runs cell_fn=kernel_model.ablation:simulate_ablation
+    # (simulate() refuses it).
+    against: Optional[str] = None  # 4K | 16K | 64K, or bytes; != kernel.page_size
+
+
+@dataclass
 class ResultsConf:
     dir: str = "./results"
 
@@ -232,6 +241,7 @@ class Config:
     abi: AbiConf = field(default_factory=AbiConf)
     tlb: TlbConf = field(default_factory=TlbConf)
     workload: WorkloadConf = field(default_factory=WorkloadConf)
+    ablation: AblationConf = field(default_factory=AblationConf)
     results: ResultsConf = field(default_factory=ResultsConf)
     ray: RayConf = field(default_factory=RayConf)
     sweep: SweepConf = field(default_factory=SweepConf)
@@ -417,6 +427,7 @@ def validate_values(cfg: dict) -> None:
         raise ConfigError("ray.num_cpus", f"{num_cpus} is out of range; allowed >= 1 or null (all cores)")
     if cfg["workload"]["kind"] in PATH_KINDS and not cfg["workload"]["path"]:
         raise ConfigError("workload.path", f"workload.kind={cfg['workload']['kind']} needs a path")
+    check_ablation(cfg)
     if ":" not in cfg["cell_fn"]:
         raise ConfigError("cell_fn", f"{cfg['cell_fn']!r} is not an import path; write module:function")
 
@@ -444,6 +455,23 @@ def resolve_workload_path(cfg: dict, roots) -> None:
             return
     what = "file" if w["kind"] in FILE_KINDS else "directory"
     raise ConfigError("workload.path", f"{path!r}: no such {what} (looked in: {', '.join(candidates)})")
+
+
+def check_ablation(cfg: dict) -> None:
+    """ablation.against: a kernel page size other than the cell's own, with the process
+    at its kernel's page size, run by the ablation cell function."""
+    against = (cfg.get("ablation") or {}).get("against")
+    if against is None:
+        return
+    try:
+        b = parse_page_size(against, what="ablation.against")
+    except ValueError:
+        raise ConfigError("ablation.against", f"{against!r} is not allowed; allowed values: null, 4K, 16K, 64K") from None
+    if b == page_sizes(cfg)[0]:
+        raise ConfigError("ablation.against", f"{against} is the cell's own kernel.page_size; compare with another")
+    if str(cfg["process"]["page_size"]) != "kernel":
+        raise ConfigError("process.page_size", f"{cfg['process']['page_size']!r}; an ablation cell compares two "
+                          "kernels at their own page sizes, so it must be kernel")
 
 
 def check_page_size_order(cfg: dict) -> None:

@@ -53,6 +53,7 @@ VIEWS = {
     "abi_compat": View(("elf_ok", "elf_failed"), tables.abi_table, figures.abi_figure),
     "machine_replay": View(("anon_bytes", "pagecache_bytes", "padding_bytes", "pgtable_bytes_linux", "total_bytes"),
                            tables.replay_table, figures.replay_figure),
+    "gap_attribution": View(tables.GAP_METRICS, tables.gap_table, figures.gap_figure),
 }
 
 

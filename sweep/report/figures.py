@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 
+from kernel_model.attribution import FEATURES
 from kernel_model.metrics import lookup
+from kernel_model.units import format_size
 from sweep.report.load import Run, rest
-from sweep.report.tables import MEMORY_PARTS, mthp_gap_table, pivot, replay_table
+from sweep.report.tables import MEMORY_PARTS, gap_table, mthp_gap_table, pivot, replay_table
 
 BYTE_SCALES = {1: "", 1024: " (KiB)", 2**20: " (MiB)"}
 
@@ -216,4 +218,41 @@ def replay_figure(run: Run, plt):
     ax.margins(y=0.12)
     ax.legend(loc="upper left", fontsize=9)
     ax.set_title("machine_replay: the captured machine's memory under each page-size design (vs 4K)")
+    return fig
+
+
+FEATURE_COLORS = {"reach": "tab:blue", "contpte": "tab:purple", "levels": "tab:green",
+                  "walk_cache": "tab:orange", "pt_lines": "tab:gray"}
+
+
+def gap_figure(run: Run, plt):
+    """One stacked bar per workload (a panel per kernel compared with): the walk cycles B
+    saves, as % of A's, split into each cause's Shapley share (a negative share, a cause
+    that costs, below the axis); the total written on top."""
+    t = gap_table(run)
+    panels: dict = {}
+    for r in t.rows:
+        g = r["_group"]
+        panels.setdefault(g.values.get("ablation_against"), []).append(r)
+    fig, axes = _grid(plt, len(panels), width_per=max(5.0, 1.1 * max(len(v) for v in panels.values()) + 2))
+    for ax, (against, rows) in zip(axes, panels.items()):
+        labels = [rest(r["_group"], ("ablation_against",)) or r["config"] for r in rows]
+        base = [r["walk_cycles A"] or 1 for r in rows]
+        up, down = [0.0] * len(rows), [0.0] * len(rows)
+        for f in FEATURES:
+            vals = [r[f] / b * 100 for r, b in zip(rows, base)]
+            bottoms = [u if v >= 0 else d for v, u, d in zip(vals, up, down)]
+            ax.bar(labels, vals, bottom=bottoms, label=f, color=FEATURE_COLORS[f])
+            up = [u + max(v, 0) for u, v in zip(up, vals)]
+            down = [d + min(v, 0) for d, v in zip(down, vals)]
+        for x, (r, b, top) in enumerate(zip(rows, base, up)):
+            ax.annotate(f"{float(r['gap']) / b * 100:.1f}%", (x, top), ha="center", va="bottom", fontsize=10,
+                        fontweight="bold", textcoords="offset points", xytext=(0, 3))
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_ylabel("walk cycles saved (% of the 4K kernel's)")
+        ax.set_title(f"vs the {format_size(against)} kernel" if isinstance(against, int) else "")
+        ax.tick_params(axis="x", rotation=20)
+        ax.margins(y=0.12)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("gap_attribution: where the larger kernel page saves walk cycles (Shapley shares)")
     return fig

@@ -186,6 +186,8 @@ def label(values: dict) -> str:
             continue
         if col == "kernel_page_size":
             parts.append(f"k{format_size(v)}")
+        elif col == "ablation_against" and isinstance(v, int):  # gap_attribution's system B
+            parts.append(f"vs k{format_size(v)}")
         elif col == "process_page_size":
             parts.append(f"p{format_size(v)}")
         elif col in ENUM_ORDER or col == "workload_name":

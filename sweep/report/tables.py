@@ -7,6 +7,7 @@ import io
 import math
 from dataclasses import dataclass
 
+from kernel_model.attribution import ALL, FEATURES, NR_SUBSETS, metric_name, saved_shares
 from sweep.report.load import Run, rest
 
 
@@ -155,3 +156,34 @@ def pivot(groups: list, series_col: str, name: str, scale: float = 1.0) -> tuple
         v = g.get(name)
         s[xlabels.index(rest(g, (series_col,)))] = None if v is None else v / scale
     return xlabels, series
+
+
+GAP_METRICS = tuple(metric_name(m) for m in range(NR_SUBSETS))
+
+
+def gap_split(g):
+    """(gap, shares) of a gap_attribution configuration (attribution.saved_shares: walk
+    cycles B saves over A and each cause's exact share), or None when a subset is missing."""
+    value = {m: g.get(metric_name(m)) for m in range(NR_SUBSETS)}
+    if any(v is None for v in value.values()):
+        return None
+    return saved_shares(value)
+
+
+def gap_table(run: Run) -> Table:
+    """gap_attribution: A's and B's walk cycles, the gap, and each cause's share of it in
+    cycles (rounded; the exact shares sum to the gap) and in percent of the gap."""
+    cols = ["config", "walk_cycles A", "walk_cycles B", "gap"] + list(FEATURES) + [f"{f} %" for f in FEATURES]
+    rows = []
+    for g in run.groups:
+        split = gap_split(g)
+        if split is None:
+            continue
+        gap, shares = split
+        r = {"config": g.label, "_group": g, "walk_cycles A": g.get(metric_name(0)),
+             "walk_cycles B": g.get(metric_name(ALL)), "gap": gap}
+        for f, sh in zip(FEATURES, shares):
+            r[f] = round(float(sh))
+            r[f"{f} %"] = round(float(sh / gap) * 100, 1) if gap else None
+        rows.append(r)
+    return Table(cols, rows)
