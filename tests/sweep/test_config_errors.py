@@ -17,7 +17,7 @@ HYDRA_ERRORS = [
     ("workload.accesses=abc", "workload.accesses: Value 'abc' of type 'str' could not be converted to Integer"),
     ("seed=1.5", "seed: Value '1.5' of type 'float' could not be converted to Integer"),
     ("+experiment=nope", "experiment: no config named 'nope'; allowed values: abi_compat, eof_overhang, "
-                         "machine_replay, mthp_gap, native_pgtable, page_size_tradeoff, pagecache_policy"),
+                         "gap_attribution, machine_replay, mthp_gap, native_pgtable, page_size_tradeoff, pagecache_policy"),
 ]
 
 
@@ -45,6 +45,11 @@ BAD_VALUES = [
     (("workload=abi_probe", "memory.size=8M"),
      "memory.size: '8M' is too small; it must be at least 9M "
      "(workload.working_set 4M twice plus 1/8 for page tables)"),
+    (("ablation.against=32K",), "ablation.against: '32K' is not allowed; allowed values: null, 4K, 16K, 64K"),
+    (("ablation.against=4K",), "ablation.against: 4K is the cell's own kernel.page_size; compare with another"),
+    (("ablation.against=64K", "process=16k"),
+     "process.page_size: '16K'; an ablation cell compares two kernels at their own page sizes, so it must be "
+     "kernel"),
     (("memory.size=8T",), "memory.size: '8T' is too large; at most 1T (host memory grows with memory.size: "
                           "about 1.5 MiB per GiB at a 4K kernel)"),
 ]

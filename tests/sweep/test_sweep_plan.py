@@ -130,12 +130,24 @@ def test_cell_key_covers_config_and_model_version_only(conf_dir):
     assert cell_key(dict(reversed(list(cfg.items()))), "m1") == cell_key(cfg, "m1")
 
 
+def test_ablation_node_enters_the_config_only_when_set(conf_dir):
+    """A cell with ablation off has the config (and so the key) it had before the node
+    existed; one with ablation.against set carries it and gets its own key."""
+    off = plan_for(conf_dir, "+experiment=tiny", "kernel.page_size=4K", "process.page_size=kernel")
+    on = plan_for(conf_dir, "+experiment=tiny", "kernel.page_size=4K", "process.page_size=kernel",
+                  "ablation.against=64K")
+    assert all("ablation" not in x.config for x in off.cells)
+    assert [x.config["ablation"] for x in on.cells] == [{"against": "64K"}] * len(on.cells)
+    assert not {x.cell_key for x in off.cells} & {x.cell_key for x in on.cells}
+
+
 @pytest.mark.parametrize("name,cells,skipped,excluded", [
     ("page_size_tradeoff workload=random", 6, 1, 2),     # one workload of five: 30, 5, 10
     ("pagecache_policy", 150, 0, 90),
     ("native_pgtable", 42, 0, 12),
     ("eof_overhang", 9, 0, 0),
     ("abi_compat", 12, 2, 4),
+    ("gap_attribution", 8, 0, 0),
 ])
 def test_other_experiments_expand(conf_dir, name, cells, skipped, excluded):
     """Every shipped experiment plans (workload groups stood in by the schema default)."""
