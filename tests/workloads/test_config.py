@@ -70,8 +70,8 @@ def test_every_conf_workload_builds():
     conf = pathlib.Path(__file__).resolve().parents[2] / "conf" / "workload"
     names = sorted(p.stem for p in conf.glob("*.yaml"))
     assert names == [
-        "abi_probe", "elf_tree", "eof_files", "file_tree", "mixed", "random", "read_then_map", "sequential", "small_files",
-        "snapshot", "strided", "trace", "zipf",
+        "abi_probe", "elf_tree", "eof_files", "file_tree", "hash_join", "mixed", "pointer_chase", "random",
+        "read_then_map", "sequential", "small_files", "snapshot", "strided", "trace", "zipf",
     ]
     for p in conf.glob("*.yaml"):
         cfg = yaml.safe_load(p.read_text())
