@@ -238,6 +238,8 @@ def test_gap_attribution_answer_and_table(conf_dir, results):
         "15.2%, walk-cache reach 7.6%, contpte 0.0%). Larger TLB entries (TLB reach and contpte), which folios "
         "can give a 4K kernel, account for 50.0% of the gap; the rest (fewer levels, walk-cache reach, "
         "page-table lines in the caches) comes only with the 64K page-table granule.\n\n"
+        "Contpte takes no share here: no run folds a contiguous range on either kernel (none can with "
+        "base folios; with folio=mthp some can).\n\n"
         "Each cause's share is its exact Shapley value over the 32 ablation runs; the shares sum to the gap "
         "exactly.")
     from tests.sweep.test_report import table
