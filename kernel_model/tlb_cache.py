@@ -340,12 +340,12 @@ class FaState(NamedTuple):
 class TlbArrays(NamedTuple):
     """The hardware's contents as tlb_run() reads and updates them (tlb_state_new())."""
 
-    rows: np.ndarray        # every set-associative structure's rows in one flat buffer
-    l1: np.ndarray          # int64[sets, ways] views of `rows`: L1 TLB, L2 TLB, walk cache,
-    l2: np.ndarray          # L1D, L2D
-    walk_cache: np.ndarray
-    l1d: np.ndarray
-    l2d: np.ndarray
+    rows: np.ndarray        # every set-associative structure's rows in one flat buffer,
+    l1: np.ndarray          # and each one as an int64[sets, ways] view of it: L1 TLB,
+    l2: np.ndarray          # L2 TLB,
+    walk_cache: np.ndarray  # walk cache,
+    l1d: np.ndarray         # L1D,
+    l2d: np.ndarray         # L2D
     fa_l1: FaState          # the L1 and L2 TLB when fully associative and wider than
     fa_l2: FaState          # FA_SCAN_MAX_WAYS (else one unused way each)
 
