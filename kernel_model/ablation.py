@@ -53,7 +53,7 @@ GRANULE_SHIFT = 12  # the finest page any kernel has: a translation is constant 
 @dataclass
 class Walks:
     """One system's translation of each distinct 4K page of a chunk: the Lookup fields
-    (kernel_model/pgtable_walk.py) per page, desc top first, -1 below the walk."""
+    (kernel_model/hw_walk.py) per page, desc top first, -1 below the walk."""
 
     present: np.ndarray
     pfn: np.ndarray

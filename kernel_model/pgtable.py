@@ -19,9 +19,10 @@ Layout (a radix tree, as the hardware walks it):
   under a block.
 Memory is proportional to the tables in use, never to the VA space.
 
-The hardware walk (lookup(), pte_get(), Lookup) is in pgtable_walk.py; the bulk
-operations of the batched fault path (gather_blocks, install_tables, store_ptes) in
-pgtable_bulk.py.
+What the MMU reads (lookup() -> Lookup, and hw_tables(): the arrays of the compiled walk)
+is the TableWalker of hw_walk.py that each PageTable owns (`walker`); the operations on
+arrays of entries (the batched fault path's gather_blocks, install_tables, store_ptes;
+read_ptes, cont_bits, set_pte_array, drop_range) are in pgtable_bulk.py.
 
 Units: addresses in bytes; pfn, folio_pfn and nr in this table's page units (kernel
 pages for the Linux table; process pages for the native table).
@@ -29,12 +30,15 @@ pages for the Linux table; process pages for the native table).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .arch.arm64 import contpte
 from .geometry import Geometry
+from .hw_walk import Lookup, TableWalker
 from .pgtable_bulk import PageTableBulk
-from .pgtable_walk import Lookup, PageTableWalk  # noqa: F401  (Lookup: re-exported)
+from .tlb_cache import HwTables
 
 _PROT_MAX = 0x7  # PROT_READ | PROT_WRITE | PROT_EXEC (include/uapi/asm-generic/mman-common.h)
 _BUMP_BASE = 1 << 40  # physical base of the private table allocator (table_alloc=None)
@@ -45,7 +49,20 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-class PageTable(PageTableWalk, PageTableBulk):
+@dataclass(slots=True)
+class Block:
+    """A block (section) mapping at an upper level (pmd_leaf()/pud_leaf()): the naturally
+    aligned run from `pfn` with `prot`, inside the folio [folio_pfn, +folio_nr) (this
+    table's page units); `cont`: its contiguous bit (a PMD block in a folded CONT_PMDS run)."""
+
+    pfn: int
+    prot: int
+    folio_pfn: int
+    folio_nr: int
+    cont: bool = False
+
+
+class PageTable(PageTableBulk):
     """One page-table hierarchy in `geom`. See the module docstring for the layout.
 
     table_alloc(nbytes) -> physical address of a new table; table_free(phys, nbytes).
@@ -76,8 +93,8 @@ class PageTable(PageTableWalk, PageTableBulk):
         self._ps = geom.page_shift
         # upper tables: level index i (0..L-2) -> {table index: phys}
         self._upper: list[dict[int, int]] = [dict() for _ in range(self._L - 1)]
-        # block mappings: level index -> {global entry index: [pfn, prot, folio, folio_nr, cont]}
-        self._blocks: list[dict[int, list]] = [dict() for _ in range(self._L - 1)]
+        # block mappings: level index -> {global entry index: Block}
+        self._blocks: list[dict[int, Block]] = [dict() for _ in range(self._L - 1)]
         # leaf pool
         self._leaf: dict[int, int] = {}
         cap = 1  # grows by doubling: a 64K-geometry row is 8192 entries (~144 KiB of arrays)
@@ -89,8 +106,8 @@ class PageTable(PageTableWalk, PageTableBulk):
         self._leaf_phys = np.full(cap, -1, np.int64)
         self._free_slots: list[int] = list(range(cap - 1, -1, -1))
         self.stats = {"contpte_folds": 0, "contpte_unfolds": 0}
-        self._gen = 0  # bumped by every table or block change: invalidates _walk_index()
-        self._index_cache = (-1, None)
+        self._gen = 0  # bumped by every table or block change: invalidates the walker's arrays
+        self.walker = TableWalker(self)
         self._upper[0][0] = self._table_alloc(0)
 
     # ---- table memory -------------------------------------------------------------
@@ -410,55 +427,6 @@ class PageTable(PageTableWalk, PageTableBulk):
                 self.stats["contpte_unfolds"] += unfolds
         self._notify("modify_prot", addr, int(nr), prot=prot)
 
-    def set_pte_array(self, addr, pfns, prots, folios) -> None:
-        """Store arbitrary entries from arrays (-1 pfn = none): rebuilding a table from
-        another one (the on-demand native table). No listeners are called."""
-        pfns = np.asarray(pfns, np.int64)
-        nr = len(pfns)
-        self._check_range(addr, nr, "set_pte_array")
-        prots = np.broadcast_to(np.asarray(prots, np.int8), (nr,))
-        folios = np.broadcast_to(np.asarray(folios, np.int64), (nr,))
-        self._check_no_blocks_in(addr, nr, "set_pte_array")
-        for t, e0, e1, off in self._chunks(addr, nr):
-            seg = pfns[off:off + e1 - e0]
-            slot = self._leaf_get(t, create=bool((seg >= 0).any()))
-            if slot < 0:
-                continue
-            present = seg >= 0
-            self._nr_present[slot] += int(np.count_nonzero(present)) - int(
-                np.count_nonzero(self._pfn[slot, e0:e1] >= 0))
-            self._pfn[slot, e0:e1] = seg
-            self._prot[slot, e0:e1] = np.where(present, prots[off:off + e1 - e0], 0)
-            self._folio[slot, e0:e1] = np.where(present, folios[off:off + e1 - e0], -1)
-            self._contpte_update(slot, e0, e1)
-
-    def read_ptes(self, addr, nr):
-        """(pfn, prot, folio) arrays of the nr pages from addr as this table maps them,
-        block mappings expanded to their pages; -1 pfn/folio where nothing is mapped."""
-        self._check_range(addr, nr, "read_ptes")
-        nr = int(nr)
-        pfn = np.full(nr, -1, np.int64)
-        prot = np.zeros(nr, np.int8)
-        folio = np.full(nr, -1, np.int64)
-        for t, e0, e1, off in self._chunks(addr, nr):
-            slot = self._leaf.get(t)
-            if slot is not None:
-                pfn[off:off + e1 - e0] = self._pfn[slot, e0:e1]
-                prot[off:off + e1 - e0] = self._prot[slot, e0:e1]
-                folio[off:off + e1 - e0] = self._folio[slot, e0:e1]
-        end = addr + (nr << self._ps)
-        for i in range(self._L - 1):
-            for g in self._blocks_in(i, addr, end):
-                bpfn, bprot, bfolio = self._blocks[i][g][:3]
-                b0, b1 = max(g << self._shift[i], addr), min((g + 1) << self._shift[i], end)
-                if b0 < b1:
-                    s0, s1 = (b0 - addr) >> self._ps, (b1 - addr) >> self._ps
-                    first = bpfn + ((b0 - (g << self._shift[i])) >> self._ps)
-                    pfn[s0:s1] = np.arange(first, first + s1 - s0)
-                    prot[s0:s1] = bprot
-                    folio[s0:s1] = bfolio
-        return pfn, prot, folio
-
     def _contpte_update(self, slot: int, e0: int, e1: int) -> None:
         if not self.contpte:
             return
@@ -466,16 +434,6 @@ class PageTable(PageTableWalk, PageTableBulk):
                                                 self._cont[slot], e0, e1, self.geom.cont_pte)
         self.stats["contpte_folds"] += folds
         self.stats["contpte_unfolds"] += unfolds
-
-    def cont_bits(self, addr, nr) -> np.ndarray:
-        """The PTE_CONT bits of nr PTEs from addr (False where no table)."""
-        self._check_range(addr, nr, "cont_bits")
-        out = np.zeros(int(nr), np.bool_)
-        for t, e0, e1, off in self._chunks(addr, int(nr)):
-            slot = self._leaf.get(t)
-            if slot is not None:
-                out[off:off + e1 - e0] = self._cont[slot, e0:e1]
-        return out
 
     # ---- block mappings ------------------------------------------------------------
 
@@ -511,9 +469,9 @@ class PageTable(PageTableWalk, PageTableBulk):
                 self._upper[j][t] = self._table_alloc(j)
         self._gen += 1
         was = self._blocks[i].get(g)
-        self._blocks[i][g] = [pfn, prot, folio_pfn, folio_nr, False]
+        self._blocks[i][g] = Block(pfn, prot, folio_pfn, folio_nr)
         if self.contpte and i == self._L - 2:
-            self._contpmd_update(g, touched_was_cont=bool(was and was[4]))
+            self._contpmd_update(g, touched_was_cont=was is not None and was.cont)
         self._notify(op, addr, npages, pfn=pfn, prot=prot, folio_pfn=folio_pfn, folio_nr=folio_nr)
 
     def _clear_block(self, i: int, op: str, addr) -> int:
@@ -526,9 +484,9 @@ class PageTable(PageTableWalk, PageTableBulk):
         if old is None:
             return -1
         if self.contpte and i == self._L - 2:
-            self._contpmd_update(g, touched_was_cont=old[4])
+            self._contpmd_update(g, touched_was_cont=old.cont)
         self._notify(op, addr, size >> self._ps)
-        return old[0]
+        return old.pfn
 
     def _contpmd_update(self, g: int, touched_was_cont: bool) -> None:
         self._gen += 1
@@ -571,32 +529,55 @@ class PageTable(PageTableWalk, PageTableBulk):
             self._gen += 1
             del self._blocks[i][g]
             if self.contpte:
-                self._contpmd_update(g, touched_was_cont=blk[4])
-            self.set_ptes(addr, blk[0], size >> self._ps, blk[1], folio_pfn=blk[2], folio_nr=blk[3])
+                self._contpmd_update(g, touched_was_cont=blk.cont)
+            self.set_ptes(addr, blk.pfn, size >> self._ps, blk.prot, folio_pfn=blk.folio_pfn, folio_nr=blk.folio_nr)
         finally:
             self.listeners = listeners
 
-    def drop_range(self, addr: int, size: int) -> None:
-        """Unmap everything in [addr, addr+size), blocks included (a partially covered
-        block is split first), without notifying listeners: discarding a table that can
-        be rebuilt (the on-demand native table)."""
-        listeners, self.listeners = self.listeners, []
-        try:
-            end = addr + size
-            for i in range(self._L - 1):
-                bsize = 1 << self._shift[i]
-                for g in self._blocks_in(i, addr, end):
-                    b0 = g << self._shift[i]
-                    if b0 >= addr and b0 + bsize <= end:
-                        self._clear_block(i, "drop_range", b0)
-                    elif i == self._L - 2:
-                        self.split_pmd(b0)
-                    else:
-                        raise ValueError(f"drop_range: [{addr:#x}, {end:#x}) splits the level-"
-                                         f"{self.geom.levels[i].number} block at {b0:#x}")
-            self._clear(addr, size >> self._ps, "drop_range")
-        finally:
-            self.listeners = listeners
+    # ---- reads ---------------------------------------------------------------------------
+
+    def pte_get(self, addr: int) -> tuple[int, int, int]:
+        """(pfn, prot, leaf_shift) of the mapping of one address, pfn -1 when none: the
+        fault path's ptep_get()/pmd_leaf() check, with no arrays built."""
+        for i in range(self._L - 1):
+            blk = self._blocks[i].get(addr >> self._shift[i])
+            if blk is not None:
+                return self._block_entry(i, blk, addr)
+        slot = self._leaf.get(addr >> self._span[-1])
+        e = (addr >> self._ps) & (self._E - 1)
+        if slot is None or self._pfn[slot, e] < 0:
+            return -1, 0, self._ps
+        shift = self._ps + contpte.ilog2(self.geom.cont_pte) if self._cont[slot, e] else self._ps
+        return int(self._pfn[slot, e]), int(self._prot[slot, e]), shift
+
+    def _block_entry(self, i: int, blk: Block, addr: int) -> tuple[int, int, int]:
+        """(pfn, prot, leaf_shift) of addr inside the level-i block blk."""
+        return (blk.pfn + ((addr & ((1 << self._shift[i]) - 1)) >> self._ps), blk.prot,
+                self._shift[i] + (contpte.ilog2(self.geom.cont_pmd) if blk.cont else 0))
+
+    def pmd_blocks_in(self, addr: int, end: int) -> list[int]:
+        """Addresses of the PMD block mappings that overlap [addr, end), ascending."""
+        i = self._level_index(2)
+        return [g << self._shift[i] for g in sorted(self._blocks_in(i, addr, end))]
+
+    def range_none(self, addr: int, nr: int) -> bool:
+        """pte_range_none(): no PTE or block maps any of the nr pages from addr."""
+        end = addr + (nr << self._ps)
+        if any(self._blocks[i] and self._blocks_in(i, addr, end) for i in range(self._L - 1)):
+            return False
+        for t, e0, e1, _ in self._chunks(addr, nr):
+            slot = self._leaf.get(t)
+            if slot is not None and (self._pfn[slot, e0:e1] >= 0).any():
+                return False
+        return True
+
+    def lookup(self, addrs) -> Lookup:
+        """What the MMU reads for every address (walker.lookup())."""
+        return self.walker.lookup(addrs)
+
+    def hw_tables(self) -> HwTables:
+        """This table as the arrays tlb_cache.tlb_run walks (walker.hw_tables())."""
+        return self.walker.hw_tables()
 
     # ---- teardown --------------------------------------------------------------------
 

@@ -1,9 +1,13 @@
-"""Bulk operations on a PageTable for the batched fault path (kernel_model/fault_batch.py).
+"""Array-at-a-time operations on a PageTable: many entries read or stored in one step.
 
 Counterpart: what many set_ptes() calls (include/linux/pgtable.h) and the table
 allocations under them (mm/memory.c __pte_alloc(), __pmd_alloc(), __pud_alloc()) leave
-behind, done in one vectorised step: read the entries of many aligned blocks, put in
-place tables a bulk allocation made, store the final entries. A mixin of PageTable: it
+behind, done in one vectorised step for the batched fault path (kernel_model/fault_batch.py):
+read the entries of many aligned blocks, put in place tables a bulk allocation made,
+store the final entries. And the range reads and rebuilds the other modules take as
+arrays: read_ptes() (a range's entries, blocks expanded: fork, mprotect, mremap, the
+native table), cont_bits(), and set_pte_array()/drop_range(), with which the native
+table is rebuilt from and discarded against the Linux one. A mixin of PageTable: it
 uses the table's private layout (described in pgtable.py).
 """
 
@@ -31,7 +35,8 @@ def group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PageTableBulk:
-    """gather_blocks(), install_tables(), store_ptes(): PageTable's bulk side."""
+    """gather_blocks(), install_tables(), store_ptes(), read_ptes(), cont_bits(),
+    set_pte_array(), drop_range(): PageTable's array side."""
 
     def gather_blocks(self, first_pages: np.ndarray, n: int):
         """(pfn, prot, folio, cont), each of shape (len(first_pages), n): the leaf entries of
@@ -99,3 +104,84 @@ class PageTableBulk:
             ok = contpte.contpte_runs_ok(self._pfn[rs, re], self._prot[rs, re], self._folio[rs, re])
             self._cont[rs, re] = ok[:, None]
             self.stats["contpte_folds"] += int(folds)
+
+    def read_ptes(self, addr, nr):
+        """(pfn, prot, folio) arrays of the nr pages from addr as this table maps them,
+        block mappings expanded to their pages; -1 pfn/folio where nothing is mapped."""
+        self._check_range(addr, nr, "read_ptes")
+        nr = int(nr)
+        pfn = np.full(nr, -1, np.int64)
+        prot = np.zeros(nr, np.int8)
+        folio = np.full(nr, -1, np.int64)
+        for t, e0, e1, off in self._chunks(addr, nr):
+            slot = self._leaf.get(t)
+            if slot is not None:
+                pfn[off:off + e1 - e0] = self._pfn[slot, e0:e1]
+                prot[off:off + e1 - e0] = self._prot[slot, e0:e1]
+                folio[off:off + e1 - e0] = self._folio[slot, e0:e1]
+        end = addr + (nr << self._ps)
+        for i in range(self._L - 1):
+            for g in self._blocks_in(i, addr, end):
+                blk = self._blocks[i][g]
+                b0, b1 = max(g << self._shift[i], addr), min((g + 1) << self._shift[i], end)
+                if b0 < b1:
+                    s0, s1 = (b0 - addr) >> self._ps, (b1 - addr) >> self._ps
+                    first = blk.pfn + ((b0 - (g << self._shift[i])) >> self._ps)
+                    pfn[s0:s1] = np.arange(first, first + s1 - s0)
+                    prot[s0:s1] = blk.prot
+                    folio[s0:s1] = blk.folio_pfn
+        return pfn, prot, folio
+
+    def cont_bits(self, addr, nr) -> np.ndarray:
+        """The PTE_CONT bits of nr PTEs from addr (False where no table)."""
+        self._check_range(addr, nr, "cont_bits")
+        out = np.zeros(int(nr), np.bool_)
+        for t, e0, e1, off in self._chunks(addr, int(nr)):
+            slot = self._leaf.get(t)
+            if slot is not None:
+                out[off:off + e1 - e0] = self._cont[slot, e0:e1]
+        return out
+
+    def set_pte_array(self, addr, pfns, prots, folios) -> None:
+        """Store arbitrary entries from arrays (-1 pfn = none): rebuilding a table from
+        another one (the on-demand native table). No listeners are called."""
+        pfns = np.asarray(pfns, np.int64)
+        nr = len(pfns)
+        self._check_range(addr, nr, "set_pte_array")
+        prots = np.broadcast_to(np.asarray(prots, np.int8), (nr,))
+        folios = np.broadcast_to(np.asarray(folios, np.int64), (nr,))
+        self._check_no_blocks_in(addr, nr, "set_pte_array")
+        for t, e0, e1, off in self._chunks(addr, nr):
+            seg = pfns[off:off + e1 - e0]
+            slot = self._leaf_get(t, create=bool((seg >= 0).any()))
+            if slot < 0:
+                continue
+            present = seg >= 0
+            self._nr_present[slot] += int(np.count_nonzero(present)) - int(
+                np.count_nonzero(self._pfn[slot, e0:e1] >= 0))
+            self._pfn[slot, e0:e1] = seg
+            self._prot[slot, e0:e1] = np.where(present, prots[off:off + e1 - e0], 0)
+            self._folio[slot, e0:e1] = np.where(present, folios[off:off + e1 - e0], -1)
+            self._contpte_update(slot, e0, e1)
+
+    def drop_range(self, addr: int, size: int) -> None:
+        """Unmap everything in [addr, addr+size), blocks included (a partially covered
+        block is split first), without notifying listeners: discarding a table that can
+        be rebuilt (the on-demand native table)."""
+        listeners, self.listeners = self.listeners, []
+        try:
+            end = addr + size
+            for i in range(self._L - 1):
+                bsize = 1 << self._shift[i]
+                for g in self._blocks_in(i, addr, end):
+                    b0 = g << self._shift[i]
+                    if b0 >= addr and b0 + bsize <= end:
+                        self._clear_block(i, "drop_range", b0)
+                    elif i == self._L - 2:
+                        self.split_pmd(b0)
+                    else:
+                        raise ValueError(f"drop_range: [{addr:#x}, {end:#x}) splits the level-"
+                                         f"{self.geom.levels[i].number} block at {b0:#x}")
+            self._clear(addr, size >> self._ps, "drop_range")
+        finally:
+            self.listeners = listeners

@@ -282,16 +282,19 @@ class TlbState:
 
     def flush_tlb(self) -> None:
         fresh = tlb_cache.tlb_state_new(_kernel_params(self.cfg, 0))
-        for tlb in self.arrays[1:4]:  # L1, L2, walk cache: views of the flat rows
+        a = self.arrays
+        for tlb in (a.l1, a.l2, a.walk_cache):  # views of the flat rows
             tlb.fill(tlb_cache.EMPTY)
-        self.arrays = self.arrays[:6] + fresh[6:]
+        self.arrays = a._replace(fa_l1=fresh.fa_l1, fa_l2=fresh.fa_l2)
 
 
-def _no_tables() -> tuple:
+def _no_tables() -> tlb_cache.HwTables:
     """A placeholder of hw_tables()'s types for a tlb_run over Lookup arrays."""
     i64, b = np.zeros(1, np.int64), np.zeros(1, np.bool_)
-    tab = (i64, np.zeros(1, np.int32), i64, i64, b, i64, np.zeros((1, 1), np.int64), np.zeros((1, 1), np.bool_))
-    return tab, tab, np.zeros(0, np.int64), np.array([0, MIN_SHIFT, MIN_SHIFT, 1], np.int64)
+    tab = tlb_cache.WalkTables(geo=i64, nxt=np.zeros(1, np.int32), phys=i64, bpfn=i64, bcont=b, leaf_slot=i64,
+                               leaf_pfn=np.zeros((1, 1), np.int64), leaf_cont=np.zeros((1, 1), np.bool_))
+    return tlb_cache.HwTables(primary=tab, secondary=tab, fallback=np.zeros(0, np.int64),
+                              params=np.array([0, MIN_SHIFT, MIN_SHIFT, 1], np.int64))
 
 
 _NO_ADDRS = np.zeros(0, np.int64)

@@ -27,6 +27,8 @@ caller's arrays and allocates nothing per access.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -240,7 +242,7 @@ def lookup_first_bad(addrs, present, pfn, base_shift, leaf_shift, min_shift, max
 
 
 # ---- the hardware walk, run on an L2 TLB miss ---------------------------------------
-# Here, not in pgtable_walk.py, because tlb_run inlines it: numba keys a cached kernel on
+# Here, not in hw_walk.py, because tlb_run inlines it: numba keys a cached kernel on
 # its own source file, so a kernel and everything it inlines must live in one file.
 
 # The walk tables: a PageTable as flat arrays a compiled walk reads (walk_tables()).
@@ -252,6 +254,29 @@ MAX_LEVELS = 5  # 52-bit VA with a 4K granule (LPA2) has 5
 # hw_tables() params: log2(kernel pages per primary page), kernel page shift, primary
 # page shift, desc width (levels of the deeper table).
 T_R, T_KS, T_PS, T_WIDTH = range(4)
+
+
+class WalkTables(NamedTuple):
+    """One page table as the flat arrays a compiled walk reads (hw_walk.TableWalker's
+    walk_tables(); table_walk() takes them one by one)."""
+
+    geo: np.ndarray        # int64: G_* scalars, then G_LEVEL_FIELDS per level, top first
+    nxt: np.ndarray        # int32: per upper-table entry the child's row, -1 none, -2 - b block b
+    phys: np.ndarray       # int64: the physical address of each table, by level then row
+    bpfn: np.ndarray       # int64: the first pfn of each block mapping
+    bcont: np.ndarray      # bool: the contiguous bit of each block mapping
+    leaf_slot: np.ndarray  # int64: the leaf pool row of each leaf table
+    leaf_pfn: np.ndarray   # int64[rows, entries]: the leaf pool's pfns (the table's own array)
+    leaf_cont: np.ndarray  # bool[rows, entries]: the leaf pool's PTE_CONT bits (the same)
+
+
+class HwTables(NamedTuple):
+    """What tlb_run's translate() walks (hw_tables() of a PageTable or NativePageTable)."""
+
+    primary: WalkTables    # the table the MMU walks (the native one when there is one)
+    secondary: WalkTables  # the Linux table, for the primary pages listed in fallback
+    fallback: np.ndarray   # int64, sorted: primary page numbers walked in the secondary table
+    params: np.ndarray     # int64[4]: T_* scalars
 
 
 @njit(cache=True, inline="always")
@@ -302,14 +327,34 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
 MEMO_BITS = 16
 
 
+class FaState(NamedTuple):
+    """A fully associative structure's fa_new() arrays."""
+
+    keys: np.ndarray
+    prev: np.ndarray
+    next: np.ndarray
+    table: np.ndarray
+    meta: np.ndarray
+
+
+class TlbArrays(NamedTuple):
+    """The hardware's contents as tlb_run() reads and updates them (tlb_state_new())."""
+
+    rows: np.ndarray        # every set-associative structure's rows in one flat buffer,
+    l1: np.ndarray          # and each one as an int64[sets, ways] view of it: L1 TLB,
+    l2: np.ndarray          # L2 TLB,
+    walk_cache: np.ndarray  # walk cache,
+    l1d: np.ndarray         # L1D,
+    l2d: np.ndarray         # L2D
+    fa_l1: FaState          # the L1 and L2 TLB when fully associative and wider than
+    fa_l2: FaState          # FA_SCAN_MAX_WAYS (else one unused way each)
+
+
 @njit(cache=True)
 def tlb_state_new(params):
-    """Empty L1/L2 TLB, walk cache and L1D/L2D for params: a tuple of int64 arrays that
-    tlb_run() updates in place, so a caller can carry the hardware's state from one
-    access stream to the next. The tuple: the rows of all five set-associative
-    structures in one flat buffer (what tlb_run's helpers index), then the same as five
-    int64[sets, ways] views of it (L1, L2, walk cache, L1D, L2D), then the two
-    fully associative fa_new() states (L1, L2)."""
+    """Empty L1/L2 TLB, walk cache and L1D/L2D for params: the TlbArrays that tlb_run()
+    updates in place, so a caller can carry the hardware's state from one access stream
+    to the next."""
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
@@ -327,10 +372,10 @@ def tlb_state_new(params):
     o2 = o1 + dims[2] * dims[3]
     o3 = o2 + dims[4] * dims[5]
     o4 = o3 + dims[6] * dims[7]
-    return (rows, rows[:o1].reshape((dims[0], dims[1])), rows[o1:o2].reshape((dims[2], dims[3])),
-            rows[o2:o3].reshape((dims[4], dims[5])), rows[o3:o4].reshape((dims[6], dims[7])),
-            rows[o4:].reshape((dims[8], dims[9])),
-            fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m)
+    return TlbArrays(rows, rows[:o1].reshape((dims[0], dims[1])), rows[o1:o2].reshape((dims[2], dims[3])),
+                     rows[o2:o3].reshape((dims[4], dims[5])), rows[o3:o4].reshape((dims[6], dims[7])),
+                     rows[o4:].reshape((dims[8], dims[9])),
+                     FaState(fa1k, fa1p, fa1n, fa1t, fa1m), FaState(fa2k, fa2p, fa2n, fa2t, fa2m))
 
 
 @njit(cache=True, inline="always")
@@ -387,7 +432,10 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
     n_pt_l1d_miss = n_pt_l2d_miss = n_data_l1d_miss = n_data_l2d_miss = n_absent = np.int64(0)
     l1_fa = l1_sets == 1 and l1_ways > FA_SCAN_MAX_WAYS
     l2_fa = l2_sets == 1 and l2_ways > FA_SCAN_MAX_WAYS
-    (rows, l1, l2, wc, d1, d2, fa1k, fa1p, fa1n, fa1t, fa1m, fa2k, fa2p, fa2n, fa2t, fa2m) = state
+    rows, l1, l2, wc, d1, d2 = state.rows, state.l1, state.l2, state.walk_cache, state.l1d, state.l2d
+    fa1, fa2 = state.fa_l1, state.fa_l2
+    fa1k, fa1p, fa1n, fa1t, fa1m = fa1.keys, fa1.prev, fa1.next, fa1.table, fa1.meta
+    fa2k, fa2p, fa2n, fa2t, fa2m = fa2.keys, fa2.prev, fa2.next, fa2.table, fa2.meta
     # The set-associative structures' rows in `rows` (tlb_state_new): set s of a structure
     # at base + s * ways. The helpers below are closures over `rows` taking only scalars:
     # numba increfs and decrefs (atomically) each array passed to a function, inlined or not.

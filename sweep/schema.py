@@ -24,6 +24,8 @@ from hydra.core.config_store import ConfigStore
 
 from kernel_model.choices import AnonPolicy, NativePgtable, Overhang, PagecachePolicy, TlbReplacement, choices
 from kernel_model.geometry import VA_BITS_MAX, VA_BITS_MIN
+from kernel_model.metrics import BETTER
+from kernel_model.metrics import lookup as lookup_metric
 from kernel_model.page_alloc import MAX_ORDER_FOR
 from kernel_model.tlb import TlbConfig
 from kernel_model.units import format_size, parse_page_size, parse_size
@@ -221,7 +223,9 @@ class ReportConf:
     keys: List[str] = field(default_factory=list)
     metric: Optional[str] = None
     also: List[str] = field(default_factory=list)
-    better: str = "lower"          # lower | higher
+    # lower | higher: optional, the metric registry's direction of `metric`
+    # (kernel_model/metrics.py); check_report() refuses one that contradicts it
+    better: Optional[str] = None
 
 
 # serial: each cell in a child process; inprocess: in this process (for a debugger)
@@ -430,6 +434,40 @@ def validate_values(cfg: dict) -> None:
     check_ablation(cfg)
     if ":" not in cfg["cell_fn"]:
         raise ConfigError("cell_fn", f"{cfg['cell_fn']!r} is not an import path; write module:function")
+    check_report(cfg["report"])
+
+
+# The directions a report ranks by; a metric fixed by the workload ("exact") has none.
+REPORT_BETTER = tuple(b for b in BETTER if b != "exact")
+
+
+def check_report(report: dict) -> str | None:
+    """Check an experiment's report node against the metric registry (kernel_model/metrics.py,
+    the one source of each metric's better direction) and return the direction its answer
+    ranks `metric` in (None without a metric). Raises ConfigError for a metric the registry
+    does not know, a metric without a direction, or a `better:` that contradicts it."""
+    better = report.get("better")
+    if better is not None and better not in REPORT_BETTER:
+        raise ConfigError("report.better", f"{better!r} is not one of {', '.join(REPORT_BETTER)}")
+    metric = report.get("metric")
+    named = [("report.metric", metric)] if metric is not None else []
+    named += [(f"report.also[{i}]", m) for i, m in enumerate(report.get("also") or ())]
+    for key, name in named:
+        if lookup_metric(name) is None:
+            raise ConfigError(key, f"{name!r} is not in the metric registry (kernel_model/metrics.py); "
+                              "name a metric simulate() returns")
+    if metric is None:
+        if better is not None:
+            raise ConfigError("report.better", f"{better!r} given without report.metric; it is that metric's direction")
+        return None
+    registered = lookup_metric(metric).better
+    if registered not in REPORT_BETTER:
+        raise ConfigError("report.metric", f"{metric} is fixed by the workload (better: {registered} in "
+                          "kernel_model/metrics.py); a report ranks by a metric with a better direction")
+    if better is not None and better != registered:
+        raise ConfigError("report.better", f"{better!r} contradicts the metric registry: {metric} is better "
+                          f"{registered} (kernel_model/metrics.py); drop the key or write {registered}")
+    return registered
 
 
 FILE_KINDS = ("trace", "snapshot")

@@ -5,10 +5,13 @@
       keys: [kernel_page_size, process_page_size, folio_anon]   # result columns
       metric: walk_mem_refs          # the metric the answer is given in
       also: [l2_tlb_misses]          # further metrics the answer quotes
-      better: lower                  # lower | higher
+      better: lower                  # optional; must agree with the metric registry
 
 The experiment file is the one source of its question, key columns and metric; the
-report code only knows how to turn them into a table, a figure and an answer.
+metric registry (kernel_model/metrics.py) the one source of which direction is better:
+a report ranks `metric` in the registry's direction, and a `better:` in the file is only
+checked against it (sweep.schema.check_report, the same check a sweep's config load runs).
+The report code only knows how to turn them into a table, a figure and an answer.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep.report.load import ReportError
+from sweep.schema import ConfigError, check_report
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-BETTER = ("lower", "higher")
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,8 @@ class ReportSpec:
     keys: tuple = ()
     metric: str | None = None
     also: tuple = ()
-    better: str = "lower"
+    better: str | None = None  # the registry's direction of metric (None without one)
     metrics: tuple = field(default=())  # metric, then also
-
-    def worse(self, a, b) -> bool:
-        """a is worse than b in ``metric``'s direction."""
-        return a > b if self.better == "lower" else a < b
 
 
 def load_spec(experiment: str, conf_dir=None) -> ReportSpec:
@@ -48,9 +47,10 @@ def load_spec(experiment: str, conf_dir=None) -> ReportSpec:
     unknown = sorted(set(node) - {"question", "keys", "metric", "also", "better"})
     if unknown:
         raise ReportError(f"{path}: report: unknown key(s) {unknown}; allowed: question, keys, metric, also, better")
-    better = node.get("better", "lower")
-    if better not in BETTER:
-        raise ReportError(f"{path}: report.better: {better!r} is not one of {', '.join(BETTER)}")
+    try:
+        better = check_report(node)
+    except ConfigError as e:
+        raise ReportError(f"{path}: {e}") from None
     metric = node.get("metric")
     also = tuple(node.get("also") or ())
     return ReportSpec(question=" ".join(str(node.get("question", "")).split()), keys=tuple(node.get("keys") or ()),

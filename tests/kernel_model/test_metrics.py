@@ -47,3 +47,15 @@ def test_report_axis_labels_take_units_from_the_registry():
     assert [axis_label("total_bytes", 2**20), axis_label("pagecache_bytes", 1024), axis_label("walk_cycles"),
             axis_label("ev_overhang_vmas"), axis_label("pagecache_folios_order_3")] == [
         "total_bytes (MiB)", "pagecache_bytes (KiB)", "walk_cycles", "overhang_vmas", "pagecache_folios_order_3"]
+
+
+def test_every_shipped_report_ranks_in_the_registry_direction():
+    from sweep.report.spec import CONF_DIR, load_spec
+
+    specs = {p.stem: load_spec(p.stem) for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))}
+    assert {name: (s.metric, s.better) for name, s in specs.items()} == {
+        "abi_compat": ("elf_failed", "lower"), "eof_overhang": ("padding_bytes", "lower"),
+        "machine_replay": ("total_bytes", "lower"), "mthp_gap": ("walk_mem_refs", "lower"),
+        "native_pgtable": ("pgtable_bytes_native", "lower"), "page_size_tradeoff": ("walk_cycles", "lower"),
+        "pagecache_policy": ("pagecache_bytes", "lower")}
+    assert [m for s in specs.values() for m in s.metrics if lookup(m) is None] == []

@@ -78,3 +78,40 @@ def test_a_bad_grid_cell_stops_the_plan(sweep_run, conf_dir, results, capsys):
         "error: memory.size: '2T' is too large; at most 1T (host memory grows with memory.size: "
         "about 1.5 MiB per GiB at a 4K kernel)"]
     assert not results.exists()
+
+
+BAD_REPORTS = [
+    ("metric: walk_cycle", "report.metric: 'walk_cycle' is not in the metric registry (kernel_model/metrics.py); "
+                           "name a metric simulate() returns"),
+    ("metric: walk_cycles\n  also: [total_bytes, total_byte]",
+     "report.also[1]: 'total_byte' is not in the metric registry (kernel_model/metrics.py); "
+     "name a metric simulate() returns"),
+    ("metric: walk_cycles\n  better: higher",
+     "report.better: 'higher' contradicts the metric registry: walk_cycles is better lower "
+     "(kernel_model/metrics.py); drop the key or write lower"),
+    ("metric: elf_ok\n  better: lower",
+     "report.better: 'lower' contradicts the metric registry: elf_ok is better higher "
+     "(kernel_model/metrics.py); drop the key or write higher"),
+    ("metric: accesses", "report.metric: accesses is fixed by the workload (better: exact in "
+                         "kernel_model/metrics.py); a report ranks by a metric with a better direction"),
+    ("better: lower", "report.better: 'lower' given without report.metric; it is that metric's direction"),
+    ("metric: faults\n  better: up", "report.better: 'up' is not one of lower, higher"),
+]
+
+
+@pytest.mark.parametrize("node,message", BAD_REPORTS, ids=[n for n, _ in BAD_REPORTS])
+def test_a_report_node_contradicting_the_metric_registry_stops_the_sweep(sweep_run, conf_dir, results, capsys,
+                                                                        node, message):
+    """The report node's metrics and direction are checked against kernel_model/metrics.py
+    when the sweep loads its config: exit 2 before any cell, nothing written."""
+    write_experiment(conf_dir, "rep", f"# @package _global_\nreport:\n  {node}\n")
+    assert sweep_run("+experiment=rep") == (2, "")
+    assert capsys.readouterr().err.splitlines() == [f"error: {message}"]
+    assert not results.exists()
+
+
+def test_a_report_direction_agreeing_with_the_registry_or_left_out_is_accepted(sweep_run, conf_dir):
+    for node in ("metric: elf_ok\n  better: higher", "metric: walk_cycles", "question: no metric"):
+        write_experiment(conf_dir, "rep", f"# @package _global_\nreport:\n  {node}\n")
+        code, out = sweep_run("+experiment=rep", "sweep.dry_run=true")
+        assert (code, out.splitlines()[0]) == (0, "plan rep: 1 cells total, 0 already done, 1 to run")

@@ -4,7 +4,7 @@ fake runs. The question comes from the experiment's YAML (report.question)."""
 import io
 
 from sweep.app import run
-from sweep.report import main
+from sweep.report import load_spec, main
 from tests.sweep.test_report import K4, K16, K64, report_dir, write_cells
 
 
@@ -161,6 +161,15 @@ def test_generic_answer_from_a_yaml_report_node(conf_dir, tmp_path):
 
     with pytest.raises(ReportError, match=r"custom.yaml: report.better: 'sideways' is not one of lower, higher"):
         report(results, "custom", conf_dir=conf_dir)
+    # the direction is the metric registry's (kernel_model/metrics.py): a stated one must agree
+    (conf_dir / "experiment" / "custom.yaml").write_text("report:\n  metric: faults\n  better: higher\n")
+    with pytest.raises(ReportError) as err:
+        report(results, "custom", conf_dir=conf_dir)
+    assert str(err.value) == (f"{conf_dir / 'experiment' / 'custom.yaml'}: report.better: 'higher' contradicts the "
+                              "metric registry: faults is better lower (kernel_model/metrics.py); drop the key or "
+                              "write lower")
+    (conf_dir / "experiment" / "custom.yaml").write_text("report:\n  metric: elf_ok\n")
+    assert load_spec("custom", conf_dir).better == "higher"
 
 
 def test_machine_replay_answer_and_table(tmp_path):

@@ -117,20 +117,20 @@ def contpte_set_update(pfn, prot, folio, cont, e0: int, e1: int, cont_ptes: int,
 def contpmd_update(blocks: dict, g: int, cont_pmds: int, pages_per_pmd: int,
                    touched_was_cont: bool) -> tuple[int, int]:
     """After PMD block entry g changed (set or cleared), recompute the contiguous bit of
-    its CONT_PMDS run. `blocks` maps a PMD entry index to [pfn, prot, folio_pfn,
-    folio_nr, cont]. Returns (folds, unfolds)."""
+    its CONT_PMDS run. `blocks` maps a PMD entry index to its pgtable.Block (pfn, prot,
+    folio_pfn, folio_nr, cont). Returns (folds, unfolds)."""
     g0 = g - g % cont_pmds
     run = [blocks.get(k) for k in range(g0, g0 + cont_pmds)]
-    was = touched_was_cont or any(b is not None and b[4] for b in run)
+    was = touched_was_cont or any(b is not None and b.cont for b in run)
     ok = all(b is not None for b in run)
     if ok:
         first = run[0]
-        ok = (first[0] % (cont_pmds * pages_per_pmd) == 0
-              and all(b[0] == first[0] + k * pages_per_pmd and b[1] == first[1] and b[2] == first[2]
-                      for k, b in enumerate(run)))
+        ok = (first.pfn % (cont_pmds * pages_per_pmd) == 0
+              and all(b.pfn == first.pfn + k * pages_per_pmd and b.prot == first.prot
+                      and b.folio_pfn == first.folio_pfn for k, b in enumerate(run)))
     for b in run:
         if b is not None:
-            b[4] = ok
+            b.cont = ok
     # a single-entry change is always partial for a run of more than one entry
     unfolds = 1 if was else 0
     folds = 1 if ok else 0

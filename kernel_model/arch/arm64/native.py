@@ -29,7 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...geometry import Geometry
-from ...pgtable import Lookup, PageTable
+from ...hw_walk import Lookup
+from ...pgtable import PageTable
+from ...tlb_cache import HwTables
 
 MODES = ("mirror", "on_demand")
 
@@ -216,7 +218,7 @@ class NativePageTable:
                 continue
             b0 = g << self._span_shift
             if b0 >= addr and b0 + bsize <= end:
-                t.set_pmd(b0, blk[0], prot, folio_pfn=blk[2], folio_nr=blk[3])
+                t.set_pmd(b0, blk.pfn, prot, folio_pfn=blk.folio_pfn, folio_nr=blk.folio_nr)
             else:
                 t.split_pmd(b0)
         t.modify_prot(addr, (end - addr) >> self._ps, prot)
@@ -317,15 +319,15 @@ class NativePageTable:
                 self._built[s] = None
                 self.stats["native_rebuilds"] += 1
 
-    def hw_tables(self) -> tuple:
+    def hw_tables(self) -> HwTables:
         """hw_lookup() as arrays for the compiled walk (the translate closure inside tlb_cache.tlb_run): the
         native table, the Linux table for the sorted fallback pages, and the frame
         conversion. on_demand: call build_spans() for the spans to be walked first."""
         if self._fb_cache is None:
             self._fb_cache = np.array(sorted(self._fallback), np.int64)
         width = max(self.linux.geom.nr_levels, self.geom.nr_levels)
-        return (self.table.walk_tables(), self.linux.walk_tables(), self._fb_cache,
-                np.array([self._r, self._ks, self._ps, width], np.int64))
+        return HwTables(primary=self.table.walker.walk_tables(), secondary=self.linux.walker.walk_tables(),
+                        fallback=self._fb_cache, params=np.array([self._r, self._ks, self._ps, width], np.int64))
 
     def hw_lookup(self, addrs) -> Lookup:
         """The translation the MMU sees: the native table where it holds the range, the Linux
