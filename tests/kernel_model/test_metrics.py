@@ -55,6 +55,7 @@ def test_every_shipped_report_ranks_in_the_registry_direction():
     specs = {p.stem: load_spec(p.stem) for p in sorted((CONF_DIR / "experiment").glob("*.yaml"))}
     assert {name: (s.metric, s.better) for name, s in specs.items()} == {
         "abi_compat": ("elf_failed", "lower"), "eof_overhang": ("padding_bytes", "lower"),
+        "gap_attribution": ("walk_cycles", "lower"),
         "machine_replay": ("total_bytes", "lower"), "mthp_gap": ("walk_mem_refs", "lower"),
         "native_pgtable": ("pgtable_bytes_native", "lower"), "page_size_tradeoff": ("walk_cycles", "lower"),
         "pagecache_policy": ("pagecache_bytes", "lower")}
