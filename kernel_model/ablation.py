@@ -32,7 +32,9 @@ system's page-table pages may be the other's data pages.
 
 The stream is recorded per chunk as it reaches the TLB, with each distinct 4K page's
 translation at that moment (a translation is constant over a 4K page on every granule),
-so memory is 8 bytes per access plus the pages' walks.
+so a cell holds 16 bytes per access per system (the address and its page's row) plus the
+pages' walks: unlike simulate(), it is not bounded by the footprint, since the 32 replays
+need both systems' whole stream.
 """
 
 from __future__ import annotations
