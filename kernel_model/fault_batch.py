@@ -320,11 +320,9 @@ class _Context:
         f_pfn, f_order = fo_pfn[has_folio], order[has_folio]
         f_addr, f_nr = (map_page[has_folio] << ks).tolist(), nr[has_folio]
         folios = system.folios
+        rmap_entry = tuple.__new__  # RmapEntry(mm, a, 0, n) without the namedtuple's Python-level __new__
         for p, o, a, n in zip(f_pfn.tolist(), f_order.tolist(), f_addr, f_nr.tolist()):
-            f = Folio(p, o)
-            f.rmap.append(RmapEntry(mm, a, 0, n))
-            f.mapcount = n
-            folios[p] = f
+            folios[p] = Folio(p, o, mapcount=n, rmap=[rmap_entry(RmapEntry, (mm, a, 0, n))])
         if f_pfn.size:
             rep = np.repeat(f_pfn, f_nr)
             frames = rep + (np.arange(rep.size, dtype=np.int64) - np.repeat(np.cumsum(f_nr) - f_nr, f_nr))
