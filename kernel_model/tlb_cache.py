@@ -28,7 +28,10 @@ caller's arrays and allocates nothing per access.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .geometry import DESC_SIZE
 
@@ -67,6 +70,26 @@ def set_index(tag, sets):
     if sets & (sets - 1) == 0:
         return tag & (sets - 1)
     return tag % sets
+
+
+@intrinsic
+def prefetch(typingctx, arr, offset):
+    """Ask the CPU to start loading the cache line of element `offset` (flat) of a
+    C-contiguous array (llvm.prefetch: a read, kept in all cache levels). A hint only:
+    it changes no value, and a bad offset never faults."""
+    if not (isinstance(arr, types.Array) and arr.layout == "C" and isinstance(offset, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        off = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [off]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(arr, offset), codegen
 
 
 @njit(cache=True, inline="always")
@@ -300,6 +323,10 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
 # direct-mapped memo of up to 2**MEMO_BITS entries (a software shortcut over a table that does
 # not change during the call, not a modelled structure).
 MEMO_BITS = 16
+# On a walk, tlb_run prefetches the leaf entries and memo slot of the access this many
+# accesses ahead: a stream that walks on most accesses (no locality) would otherwise wait
+# for one cache miss of the host per access, one after the other.
+PREFETCH_AHEAD = 4
 
 
 @njit(cache=True)
@@ -521,11 +548,32 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     scratch_page = EMPTY  # the kernel page whose walk scratch holds
     cur_page = old_page = EMPTY
     cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
+    def prefetch_translation(addr):
+        """Start loading what the memo and translate() will read for `addr`: its memo slot
+        and its leaf entries in the primary table, found through the upper levels (a few
+        small, cached rows). Hints only: nothing is written."""
+        prefetch(memo, ((addr >> ks) & (msize - 1)) * 2)
+        row = np.int64(0)
+        nl = p_geo[G_L]
+        for lv in range(nl):
+            f = G_LEVELS + G_LEVEL_FIELDS * lv
+            e = (addr >> p_geo[f]) & p_geo[f + 1]
+            if lv == nl - 1:
+                slot = p_slot[row]
+                prefetch(p_pfn, slot * p_pfn.shape[1] + e)
+                prefetch(p_cont, slot * p_cont.shape[1] + e)
+                break
+            v = np.int64(p_nxt[p_geo[f + 2] + row * (p_geo[f + 1] + 1) + e])
+            if v < 0:
+                break
+            row = v
+
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     prev_key = EMPTY
     from_raw = raw.shape[0] > 0
     n_writes = np.int64(0)
-    for i in range(raw.shape[0] if from_raw else addrs.shape[0]):
+    n_acc = raw.shape[0] if from_raw else addrs.shape[0]
+    for i in range(n_acc):
         if from_raw:
             addr = record_addr(raw, i)
             n_writes += raw[i, 8]
@@ -609,6 +657,9 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
         if walk:
             n_walks += 1
             if from_tables:
+                ahead = i + PREFETCH_AHEAD
+                if ahead < n_acc:
+                    prefetch_translation(record_addr(raw, ahead) if from_raw else addrs[ahead])
                 if scratch_page != addr >> ks:  # not the walk that just filled the memo
                     translate(addr, scratch)
                     scratch_page = addr >> ks
