@@ -573,6 +573,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     from_raw = raw.shape[0] > 0
     n_writes = np.int64(0)
     n_acc = raw.shape[0] if from_raw else addrs.shape[0]
+    same_shift = min(line_shift, ks)  # the virtual line of the last present access (table mode)
+    same_line = EMPTY
     for i in range(n_acc):
         if from_raw:
             addr = record_addr(raw, i)
@@ -580,6 +582,12 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
         else:
             addr = addrs[i]
         if from_tables:
+            # The same line as the previous access, which was present: its key is the L1
+            # TLB's most recent entry and its line the most recent of its L1D set (the data
+            # read comes last), so this access changes nothing (the pre-filter, below, with
+            # neither translated: a page never splits a line, same_shift <= ks).
+            if addr >> same_shift == same_line:
+                continue
             kp = addr >> ks
             if kp != cur_page:
                 if kp == old_page:
@@ -610,6 +618,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
             shift = np.int64(leaf_shift[i]) if coalesce else np.int64(base_shift[i])
             key = ((addr >> shift) << 6) | shift
         walk = False
+        same_line = addr >> same_shift if is_present else EMPTY
         if not is_present:
             n_absent += 1
             prev_key = EMPTY
