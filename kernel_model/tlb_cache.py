@@ -573,6 +573,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     from_raw = raw.shape[0] > 0
     n_writes = np.int64(0)
     n_acc = raw.shape[0] if from_raw else addrs.shape[0]
+    reg1 = l1_sets == 1 and l1_w > 1 and lru and not l1_fa  # the L1's ranks 0 and 1 in c0, c1
+    c0, c1 = rows[0], rows[1]
     same_shift = min(line_shift, ks)  # the virtual line of the last present access (table mode)
     same_line = EMPTY
     for i in range(n_acc):
@@ -631,7 +633,20 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
             line = EMPTY
             if data_lines:
                 line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
-            if key == prev_key:
+            if reg1:
+                # A fully associative LRU L1 scanned as one row: its two most recent entries
+                # are kept in c0, c1 (rows[0], rows[1] are stale meanwhile), so a hit on
+                # either changes registers only, not memory the next access reads back.
+                h1 = key == c1
+                if (key == c0) | h1:
+                    c1 = c0 if h1 else c1
+                    c0 = key
+                    r1 = HIT
+                else:
+                    rows[0], rows[1] = c0, c1
+                    r1 = row_access(0, l1_w, key, lru)
+                    c0, c1 = rows[0], rows[1]
+            elif key == prev_key:
                 # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
                 # that changes nothing. If the line is also its L1D set's most recent, the
                 # data read is such a hit too and the access changes no state at all.
@@ -714,6 +729,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                 n_data_l1d_miss += 1
                 if served == SERVED_MEM:
                     n_data_l2d_miss += 1
+    if reg1:
+        rows[0], rows[1] = c0, c1
     out = np.zeros(NR_COUNTERS, dtype=np.int64)
     out[C_L1_MISS] = n_l1_miss
     out[C_L2_MISS] = n_l2_miss
