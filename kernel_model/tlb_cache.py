@@ -441,6 +441,13 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                 return w
         return ways - 1
 
+    def row_has(o, ways, tag):
+        """Whether `tag` is in the row of `ways` tags at rows[o] (a scan of every way)."""
+        hit = False
+        for w in range(ways):
+            hit |= rows[o + w] == tag
+        return hit
+
     def row_access(o, ways, tag, lru_):
         """cache_access() on the row of `ways` tags at rows[o]."""
         w = row_lookup(o, ways, tag, lru_)
@@ -575,6 +582,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
     n_acc = raw.shape[0] if from_raw else addrs.shape[0]
     reg1 = l1_sets == 1 and l1_w > 1 and lru and not l1_fa  # the L1's ranks 0 and 1 in c0, c1
     c0, c1 = rows[0], rows[1]
+    l1_missed = False  # the last L1 lookup past c0, c1 missed
     same_shift = min(line_shift, ks)  # the virtual line of the last present access (table mode)
     same_line = EMPTY
     for i in range(n_acc):
@@ -644,8 +652,16 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, params, stat
                     r1 = HIT
                 else:
                     rows[0], rows[1] = c0, c1
-                    r1 = row_access(0, l1_w, key, lru)
+                    # After a miss, expect another (a stream without locality): test the
+                    # whole full row at once (vectorised, no early exit) and on a miss push
+                    # the last way out, what row_access() would do after its scan.
+                    if l1_missed and rows[l1_w - 1] != EMPTY and not row_has(0, l1_w, key):
+                        r1 = rows[l1_w - 1]
+                        row_front(0, l1_w - 1, key)
+                    else:
+                        r1 = row_access(0, l1_w, key, lru)
                     c0, c1 = rows[0], rows[1]
+                    l1_missed = r1 != HIT
             elif key == prev_key:
                 # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
                 # that changes nothing. If the line is also its L1D set's most recent, the
