@@ -28,7 +28,6 @@ per-fault path everywhere; it is not part of a cell's config, as it changes no r
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import numpy as np
 from numba import njit
@@ -328,7 +327,8 @@ class _Context:
             frames = rep + (np.arange(rep.size, dtype=np.int64) - np.repeat(np.cumsum(f_nr) - f_nr, f_nr))
             system.mem_map_head[frames] = rep
         system.anon_bytes += int(f_nr.sum()) * kps
-        system.stats.folios_by_order.update(Counter(f_order.tolist()))
+        orders, counts = np.unique(f_order, return_counts=True)
+        system.stats.folios_by_order.update(dict(zip(orders.tolist(), counts.tolist())))
         ev = system.stats.events
         for name, count in (("faults", int(mapped.sum())), ("zero_page_faults", int((act == ZERO).sum())),
                             ("cow_copies", int((act == COW).sum())), ("anon_fault_fallback", int(fallback.sum()))):
