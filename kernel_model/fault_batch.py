@@ -185,6 +185,8 @@ class _Context:
         _, _, flags = self._vmas(addrs)
         ok = (flags >= 0) & (flags & _BAD_VMA == 0)
         ok &= np.where(writes, flags & VM_WRITE != 0, flags & (VM_READ | VM_WRITE) != 0)
+        if self.pt.nr_ptes == 0:  # nothing mapped (build() takes no table with a block mapping)
+            return ok
         pfn, prot, folio, _ = self.pt.gather_blocks(addrs >> self.ks, 1)
         ro_other = (pfn[:, 0] >= 0) & (prot[:, 0] & PROT_WRITE == 0) & (folio[:, 0] != self.zf_pfn)
         return ok & ~(ro_other & writes)
