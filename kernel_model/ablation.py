@@ -45,7 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .attribution import ALL, FEATURES, NR_SUBSETS, metric_name
-from .simulate import Runner, run_workload
+from .simulate import Runner, release, run_workload
 from .units import parse_page_size
 
 TAG = np.int64(1) << np.int64(62)  # marks an address from the other system (see the module docstring)
@@ -235,6 +235,8 @@ def simulate_ablation(cfg: dict) -> dict:
         out = run_a.metrics()
         for m in range(NR_SUBSETS):
             out[metric_name(m)] = int(counts[m].get("walk_cycles", 0))
+        release(run_a.system)
+        release(run_b.system)
         return out
     finally:
         if enabled:

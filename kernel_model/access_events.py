@@ -11,8 +11,12 @@ chunks: the events are those of the whole stream, whatever the chunk size.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 _EMPTY = -1
 _READ, _WRITTEN = 1, 2
@@ -24,9 +28,31 @@ def _slot(page, bits):
     return (page * _HASH_MUL) >> (64 - bits) & ((np.int64(1) << bits) - 1)
 
 
+@intrinsic
+def _load_i64(typingctx, raw, offset):
+    """The int64 at byte `offset` of the C-contiguous bytes `raw`, one unaligned load (the
+    eight byte loads and shifts of a decode are not merged into one in a loop that also
+    stores, which the scan below does)."""
+    if not (isinstance(raw, types.Array) and raw.dtype == types.uint8 and raw.layout == "C"
+            and isinstance(offset, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        off = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [off]), ir.IntType(64).as_pointer())
+        return builder.load(ptr, align=1)
+    return types.int64(raw, offset), codegen
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 @njit(cache=True, inline="always")
 def _record_addr(raw, i):
     """The little-endian int64 address of record i of a compact trace's bytes."""
+    if _LITTLE_ENDIAN:
+        return _load_i64(raw, 9 * i)
     v = np.int64(0)
     for b in range(8):
         v |= np.int64(raw[i, b]) << (8 * b)
@@ -47,10 +73,12 @@ def _scan(addrs, is_write, raw, page_shift, start, keys, flags, bits, used, ev_i
     recorded). The accesses are addrs/is_write, or the records `raw` (uint8[k, 9],
     workloads.trace.RecordWindow, decoded here) when it has rows. acc: int64[3] updated
     with the OR of the addresses seen (negative if one is), the highest page, and the OR
-    of the write bytes of the records (above 1 if one is not 0 or 1). Every page of the
-    call passes the hash lookup (`recent` starts empty), so that is where its highest
-    page is kept."""
-    recent = np.full(_RECENT, np.int64(_EMPTY), np.int64)
+    of the write bytes of the records (above 1 if one is not 0 or 1). Only the accesses
+    past the `recent` filter are ORed: every page's first access of the call is (`recent`
+    starts with a page of another slot in each, which matches no access), so is every
+    negative address (a negative page), and so is every write byte above 1 (its bits
+    above bit 0 fail the filter's test)."""
+    recent = ((np.arange(_RECENT) + 1) & (_RECENT - 1)) << 1
     ors, hi, wor = acc[0], acc[1], acc[2]
     mask = keys.shape[0] - 1
     limit = keys.shape[0] >> 1
@@ -60,16 +88,18 @@ def _scan(addrs, is_write, raw, page_shift, start, keys, flags, bits, used, ev_i
         if from_raw:
             a = _record_addr(raw, i)
             wb = np.int64(raw[i, 8])
-            wor |= wb
-            w = wb != 0
         else:
             a = addrs[i]
-            w = is_write[i]
-        ors |= a
+            wb = np.int64(is_write[i])
         p = a >> page_shift
-        r = recent[p & (_RECENT - 1)]  # seen, and written or a read: no event
-        if r == (p << 1 | 1) or (r == p << 1 and not w):
+        # recent: page << 1 | written. No event when the page is seen and written, or
+        # seen and this is a read: x >> 1 == 0 (same page) and no write bit beyond x's.
+        x = recent[p & (_RECENT - 1)] ^ (p << 1)
+        if ((x >> 1) | (wb & ~x)) == 0:
             continue
+        ors |= a
+        wor |= wb
+        w = wb != 0
         hi = max(hi, p)
         s = _slot(p, bits)
         while keys[s] != _EMPTY and keys[s] != p:

@@ -28,7 +28,6 @@ per-fault path everywhere; it is not part of a cell's config, as it changes no r
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import numpy as np
 from numba import njit
@@ -186,6 +185,8 @@ class _Context:
         _, _, flags = self._vmas(addrs)
         ok = (flags >= 0) & (flags & _BAD_VMA == 0)
         ok &= np.where(writes, flags & VM_WRITE != 0, flags & (VM_READ | VM_WRITE) != 0)
+        if self.pt.nr_ptes == 0:  # nothing mapped (build() takes no table with a block mapping)
+            return ok
         pfn, prot, folio, _ = self.pt.gather_blocks(addrs >> self.ks, 1)
         ro_other = (pfn[:, 0] >= 0) & (prot[:, 0] & PROT_WRITE == 0) & (folio[:, 0] != self.zf_pfn)
         return ok & ~(ro_other & writes)
@@ -320,17 +321,16 @@ class _Context:
         f_pfn, f_order = fo_pfn[has_folio], order[has_folio]
         f_addr, f_nr = (map_page[has_folio] << ks).tolist(), nr[has_folio]
         folios = system.folios
+        rmap_entry = tuple.__new__  # RmapEntry(mm, a, 0, n) without the namedtuple's Python-level __new__
         for p, o, a, n in zip(f_pfn.tolist(), f_order.tolist(), f_addr, f_nr.tolist()):
-            f = Folio(p, o)
-            f.rmap.append(RmapEntry(mm, a, 0, n))
-            f.mapcount = n
-            folios[p] = f
+            folios[p] = Folio(p, o, True, n, [rmap_entry(RmapEntry, (mm, a, 0, n))])  # positional: faster
         if f_pfn.size:
             rep = np.repeat(f_pfn, f_nr)
             frames = rep + (np.arange(rep.size, dtype=np.int64) - np.repeat(np.cumsum(f_nr) - f_nr, f_nr))
             system.mem_map_head[frames] = rep
         system.anon_bytes += int(f_nr.sum()) * kps
-        system.stats.folios_by_order.update(Counter(f_order.tolist()))
+        orders, counts = np.unique(f_order, return_counts=True)
+        system.stats.folios_by_order.update(dict(zip(orders.tolist(), counts.tolist())))
         ev = system.stats.events
         for name, count in (("faults", int(mapped.sum())), ("zero_page_faults", int((act == ZERO).sum())),
                             ("cow_copies", int((act == COW).sum())), ("anon_fault_fallback", int(fallback.sum()))):

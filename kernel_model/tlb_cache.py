@@ -30,7 +30,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .geometry import DESC_SIZE
 
@@ -69,6 +72,26 @@ def set_index(tag, sets):
     if sets & (sets - 1) == 0:
         return tag & (sets - 1)
     return tag % sets
+
+
+@intrinsic
+def prefetch(typingctx, arr, offset):
+    """Ask the CPU to start loading the cache line of element `offset` (flat) of a
+    C-contiguous array (llvm.prefetch: a read, kept in all cache levels). A hint only:
+    it changes no value, and a bad offset never faults."""
+    if not (isinstance(arr, types.Array) and arr.layout == "C" and isinstance(offset, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        off = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [off]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(arr, offset), codegen
 
 
 @njit(cache=True, inline="always")
@@ -325,6 +348,10 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
 # direct-mapped memo of up to 2**MEMO_BITS entries (a software shortcut over a table that does
 # not change during the call, not a modelled structure).
 MEMO_BITS = 16
+# On a walk, tlb_run prefetches the leaf entries and memo slot of the access this many
+# accesses ahead: a stream that walks on most accesses (no locality) would otherwise wait
+# for one cache miss of the host per access, one after the other.
+PREFETCH_AHEAD = 4
 
 
 class FaState(NamedTuple):
@@ -465,6 +492,13 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                 return w
         return ways - 1
 
+    def row_has(o, ways, tag):
+        """Whether `tag` is in the row of `ways` tags at rows[o] (a scan of every way)."""
+        hit = False
+        for w in range(ways):
+            hit |= rows[o + w] == tag
+        return hit
+
     def row_access(o, ways, tag, lru_):
         """cache_access() on the row of `ways` tags at rows[o]."""
         w = row_lookup(o, ways, tag, lru_)
@@ -572,18 +606,50 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
     scratch_page = EMPTY  # the kernel page whose walk scratch holds
     cur_page = old_page = EMPTY
     cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
+    def prefetch_translation(addr):
+        """Start loading what the memo and translate() will read for `addr`: its memo slot
+        and its leaf entries in the primary table, found through the upper levels (a few
+        small, cached rows). Hints only: nothing is written."""
+        prefetch(memo, ((addr >> ks) & (msize - 1)) * 2)
+        row = np.int64(0)
+        nl = p_geo[G_L]
+        for lv in range(nl):
+            f = G_LEVELS + G_LEVEL_FIELDS * lv
+            e = (addr >> p_geo[f]) & p_geo[f + 1]
+            if lv == nl - 1:
+                slot = p_slot[row]
+                prefetch(p_pfn, slot * p_pfn.shape[1] + e)
+                prefetch(p_cont, slot * p_cont.shape[1] + e)
+                break
+            v = np.int64(p_nxt[p_geo[f + 2] + row * (p_geo[f + 1] + 1) + e])
+            if v < 0:
+                break
+            row = v
+
     nlev = desc.shape[1] if not from_tables else MAX_LEVELS
     prev_key = EMPTY
     from_raw = raw.shape[0] > 0
     own_keys = from_tables or wkey.shape[0] == 0
     n_writes = np.int64(0)
-    for i in range(raw.shape[0] if from_raw else addrs.shape[0]):
+    n_acc = raw.shape[0] if from_raw else addrs.shape[0]
+    reg1 = l1_sets == 1 and l1_w > 1 and lru and not l1_fa  # the L1's ranks 0 and 1 in c0, c1
+    c0, c1 = rows[0], rows[1]
+    l1_missed = False  # the last L1 lookup past c0, c1 missed
+    same_shift = min(line_shift, ks)  # the virtual line of the last present access (table mode)
+    same_line = EMPTY
+    for i in range(n_acc):
         if from_raw:
             addr = record_addr(raw, i)
             n_writes += raw[i, 8]
         else:
             addr = addrs[i]
         if from_tables:
+            # The same line as the previous access, which was present: its key is the L1
+            # TLB's most recent entry and its line the most recent of its L1D set (the data
+            # read comes last), so this access changes nothing (the pre-filter, below, with
+            # neither translated: a page never splits a line, same_shift <= ks).
+            if addr >> same_shift == same_line:
+                continue
             kp = addr >> ks
             if kp != cur_page:
                 if kp == old_page:
@@ -614,6 +680,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             shift = np.int64(leaf_shift[i]) if coalesce else np.int64(base_shift[i])
             key = ((addr >> shift) << 6) | shift
         walk = False
+        same_line = addr >> same_shift if is_present else EMPTY
         if not is_present:
             n_absent += 1
             prev_key = EMPTY
@@ -626,7 +693,28 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             line = EMPTY
             if data_lines:
                 line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
-            if key == prev_key:
+            if reg1:
+                # A fully associative LRU L1 scanned as one row: its two most recent entries
+                # are kept in c0, c1 (rows[0], rows[1] are stale meanwhile), so a hit on
+                # either changes registers only, not memory the next access reads back.
+                h1 = key == c1
+                if (key == c0) | h1:
+                    c1 = c0 if h1 else c1
+                    c0 = key
+                    r1 = HIT
+                else:
+                    rows[0], rows[1] = c0, c1
+                    # After a miss, expect another (a stream without locality): test the
+                    # whole full row at once (vectorised, no early exit) and on a miss push
+                    # the last way out, what row_access() would do after its scan.
+                    if l1_missed and rows[l1_w - 1] != EMPTY and not row_has(0, l1_w, key):
+                        r1 = rows[l1_w - 1]
+                        row_front(0, l1_w - 1, key)
+                    else:
+                        r1 = row_access(0, l1_w, key, lru)
+                    c0, c1 = rows[0], rows[1]
+                    l1_missed = r1 != HIT
+            elif key == prev_key:
                 # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
                 # that changes nothing. If the line is also its L1D set's most recent, the
                 # data read is such a hit too and the access changes no state at all.
@@ -661,13 +749,15 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
         if walk:
             n_walks += 1
             if from_tables:
+                ahead = i + PREFETCH_AHEAD
+                if ahead < n_acc:
+                    prefetch_translation(record_addr(raw, ahead) if from_raw else addrs[ahead])
                 if scratch_page != addr >> ks:  # not the walk that just filled the memo
                     translate(addr, scratch)
                     scratch_page = addr >> ks
                 drow = scratch
             else:
                 drow = desc[i]
-            krow = drow if own_keys else wkey[i]
             last = -1
             for j in range(nlev):
                 if drow[j] >= 0:
@@ -678,7 +768,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             if wc_sets > 0:
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
-                    d = krow[j]
+                    d = drow[j] if own_keys else wkey[i, j]  # no array view per walk
                     if drow[j] >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
                         n_wc_hits += 1
                         start = j + 1
@@ -700,7 +790,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                     n_pt_l1d_miss += 1
                     n_pt_l2d_miss += 1
                 if j < last and wc_sets > 0:
-                    k = krow[j]
+                    k = d if own_keys else wkey[i, j]
                     row_front(b_wc + set_index(k >> 3, wc_sets) * wc_w, wc_w - 1, k)  # fill
         if line >= 0 and d1[set_index(line, d1_sets), 0] != line:  # not a rank-0 L1D hit
             served = dcache_read(line)
@@ -708,6 +798,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                 n_data_l1d_miss += 1
                 if served == SERVED_MEM:
                     n_data_l2d_miss += 1
+    if reg1:
+        rows[0], rows[1] = c0, c1
     out = np.zeros(NR_COUNTERS, dtype=np.int64)
     out[C_L1_MISS] = n_l1_miss
     out[C_L2_MISS] = n_l2_miss

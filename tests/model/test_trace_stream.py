@@ -90,6 +90,31 @@ def test_walk_on_miss_equals_lookup_of_every_access(cell_config, overrides):
         assert want["walks"] > 0 and want["tlb_not_present"] > 0
 
 
+
+@pytest.mark.parametrize("replacement", ["lru", "fifo"])
+@pytest.mark.parametrize("data_lines, line_size", [(True, 64), (False, 64), (True, 8192)])
+def test_walk_on_miss_equals_lookup_on_repeated_lines(cell_config, replacement, data_lines, line_size):
+    """Runs of accesses to one line (which table mode skips after the first, unless its
+    page is not present), interleaved with other pages, mapped or not; a line of 8K spans
+    two 4K pages, so a repeat of the line is not a repeat of the page."""
+    runner, cfg = mapped_runner(cell_config, "kernel=4k", "arch=no_contpte")
+    mm = runner.proc.mm
+    (base, length), = runner.regions.values()
+    rng = np.random.default_rng(7)
+    starts = base + (rng.integers(-(1 << 20), length + (1 << 20), 4000) & ~7)
+    runs = rng.integers(1, 6, starts.size)
+    addrs = np.repeat(starts, runs) + (rng.integers(0, 8, runs.sum()) << 3)
+    addrs = addrs[addrs >= 0]
+    lk = mm.pgtable.lookup(addrs)
+    assert 0 < np.count_nonzero(lk.present) < addrs.size
+    tcfg = TlbConfig.from_cfg(dict(cfg["tlb"], replacement=replacement, model_data_lines=data_lines,
+                                   line_size=line_size,
+                                   l1d=dict(cfg["tlb"]["l1d"], size="256K"), l2d=dict(cfg["tlb"]["l2d"], size="4M")))
+    ks = runner.system.kgeom.page_shift
+    want = simulate_tlb(addrs, lk, tcfg, kernel_page_shift=ks)
+    got = simulate_tlb_tables(addrs, mm.pgtable.hw_tables(), tcfg, kernel_page_shift=ks)
+    assert got == want and want["tlb_not_present"] > 0 and want["walks"] > 0
+
 def test_walk_on_miss_with_native_fallback_pages_and_blocks():
     # A 64K-process native table on a 4K kernel: 2M of 64K folios, one process page turned
     # into a fallback page (4 kernel PTEs cleared in it), a native PMD block (512M folio)
