@@ -45,7 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .attribution import ALL, FEATURES, NR_SUBSETS, metric_name
-from .simulate import Runner, release, run_workload
+from .simulate import Runner, collector_paused, release, run_workload
 from .units import parse_page_size
 
 TAG = np.int64(1) << np.int64(62)  # marks an address from the other system (see the module docstring)
@@ -215,15 +215,16 @@ def simulate_ablation(cfg: dict) -> dict:
     ablate_walk_cycles_<subset> for all 32 subsets of FEATURES taken from system B
     (kernel.page_size = ablation.against). Raises if the all-A run differs from A's own
     TLB counts or the all-B run from B's: the ablation must reproduce both cells."""
-    import gc
+    with collector_paused():
+        return _ablate(cfg)
 
+
+def _ablate(cfg: dict) -> dict:
     cfg_b = system_b(cfg)
     cfg_a = {k: v for k, v in cfg.items() if k != "ablation"}
-    enabled = gc.isenabled()
-    gc.disable()  # as simulate(): the cyclic collector would only slow the model's object graph
+    run_a = run_workload(cfg_a, runner_cls=RecordingRunner)
+    run_b = run_workload(cfg_b, runner_cls=RecordingRunner)
     try:
-        run_a = run_workload(cfg_a, runner_cls=RecordingRunner)
-        run_b = run_workload(cfg_b, runner_cls=RecordingRunner)
         counts = replay(run_a.log, run_b.log, run_a.tlb_cfg, run_a.system.kgeom.page_shift,
                         run_b.system.kgeom.page_shift)
         for name, run, mask in (("A", run_a, 0), ("B", run_b, ALL)):
@@ -235,10 +236,7 @@ def simulate_ablation(cfg: dict) -> dict:
         out = run_a.metrics()
         for m in range(NR_SUBSETS):
             out[metric_name(m)] = int(counts[m].get("walk_cycles", 0))
-        release(run_a.system)
-        release(run_b.system)
         return out
     finally:
-        if enabled:
-            gc.enable()
-        gc.collect(0)
+        release(run_a.system)
+        release(run_b.system)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -29,19 +30,28 @@ def simulate(cfg: dict, *, fault_path: str | None = None) -> dict:
     fault_path "reference" takes every fault through handle_mm_fault() one by one instead
     of the batched path (kernel_model/fault_batch.py); None: $PAGESWEEP_FAULT_PATH, else
     "batch". Not part of the config: both give identical results."""
+    with collector_paused():
+        return _run(cfg, fault_path)
+
+
+@contextmanager
+def collector_paused():
+    """Run a cell with the cyclic collector paused, then collect its garbage.
+
+    The model allocates many small long-lived objects (folios, rmap tuples): the cyclic
+    collector's generation scans would cost about a quarter of a cell and free nothing
+    until the cell ends, so it is paused for the run and the cell's garbage collected
+    after it; the caller runs the cell in a function of its own, so that its frame (which
+    holds the System) is gone by then. Everything the cell allocated is then in the
+    youngest generation (the collector never ran), so collecting that one frees the cell
+    without traversing the older generations (the imported modules: numba alone is ~10^5
+    objects)."""
     import gc
 
-    # The model allocates many small long-lived objects (folios, rmap tuples): the cyclic
-    # collector's generation scans would cost about a quarter of a cell and free nothing
-    # until the cell ends, so it is paused for the run and the cell's garbage collected
-    # after it, once _run()'s frame (which holds the System) is gone. Everything the cell
-    # allocated is then in the youngest generation (the collector never ran), so
-    # collecting that one frees the cell without traversing the older generations (the
-    # imported modules: numba alone is ~10^5 objects).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run(cfg, fault_path)
+        yield
     finally:
         if enabled:
             gc.enable()

@@ -318,7 +318,7 @@ def gap_attribution(run: Run, spec: ReportSpec) -> str:
                      f"caches) comes only with the {k} page-table granule.")
         out.append(text)
     contpte = FEATURES.index("contpte")
-    if all(split[1][contpte] == 0 for items in by_b.values() for _, *split in items):
+    if all(shares[contpte] == 0 for items in by_b.values() for _, _, shares in items):
         out.append("Contpte takes no share here: no run folds a contiguous range on either kernel (none "
                    "can with base folios; with folio=mthp some can).")
     out.append("Each cause's share is its exact Shapley value over the 32 ablation runs; the shares sum to the "

@@ -12,7 +12,7 @@ import pytest
 
 from sweep.query import connect
 from tests.conftest import REPO
-from tests.sweep.test_sweep_kill import wait_for
+from tests.sweep.test_sweep_kill import wait_for_two_parts
 
 CELLS = "select kernel_page_size, process_page_size, status, attempts from cells order by all"
 
@@ -89,11 +89,8 @@ def test_error_texts_carry_no_terminal_codes(ray_session, sweep_run, results):
 def test_sigterm_ends_the_run_as_terminated(results):
     proc = driver(results, "+experiment=mthp_gap", "executor=serial", "cell_fn=tests.sweep.cells:slow",
                   env={"SWEEP_TEST_SLEEP": "0.5"})
-    parts = results / "cells" / "experiment=mthp_gap"
     try:
-        wait_for(lambda: len(list(parts.glob("date=*/*.parquet"))) >= 2 or proc.poll() is not None,
-                 120, "two flushed parts")
-        assert proc.poll() is None, "the driver ended before SIGTERM"
+        wait_for_two_parts(results, proc, "SIGTERM")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

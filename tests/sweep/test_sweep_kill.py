@@ -23,6 +23,15 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_for_two_parts(results, proc, how: str) -> None:
+    """Wait until the mthp_gap run of ``proc`` has flushed two cell parts, and check that
+    it is still running (it is about to be stopped ``how``)."""
+    parts = results / "cells" / "experiment=mthp_gap"
+    wait_for(lambda: len(list(parts.glob("date=*/*.parquet"))) >= 2 or proc.poll() is not None,
+             120, "two flushed parts")
+    assert proc.poll() is None, f"the driver ended before {how}"
+
+
 def test_kill_9_driver_then_rerun(ray_session, sweep_run, results):
     """The driver joins the session's Ray (Ray starts once per test session)."""
     address = ray_session.get_runtime_context().gcs_address
@@ -33,9 +42,7 @@ def test_kill_9_driver_then_rerun(ray_session, sweep_run, results):
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part_dir = results / "cells" / "experiment=mthp_gap"
     try:
-        wait_for(lambda: len(list(part_dir.glob("date=*/*.parquet"))) >= 2 or driver.poll() is not None,
-                 120, "two flushed parts")
-        assert driver.poll() is None, "the driver ended before it was killed"
+        wait_for_two_parts(results, driver, "it was killed")
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
