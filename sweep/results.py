@@ -47,8 +47,13 @@ RUN_COLUMNS = [
 ]
 
 
+# Config keys stored as bytes: the sizes, the process page size (resolved) and the
+# kernel an ablation cell compares with.
+BYTE_KEYS = (*SIZE_KEYS, "process.page_size", "ablation.against")
+
+
 def _arrow_type(key: str, tp) -> pa.DataType:
-    if key in SIZE_KEYS or key in ("process.page_size", "ablation.against"):
+    if key in BYTE_KEYS:
         return pa.int64()                       # bytes
     origin = typing.get_origin(tp)
     if origin is typing.Union:                  # Optional[X]
@@ -80,7 +85,7 @@ def flatten_config(config: dict) -> dict:
             node = kps
         elif key == "process.page_size":
             node = pps
-        elif key in SIZE_KEYS or key == "ablation.against":
+        elif key in BYTE_KEYS:
             node = parse_size(node, what=key)
         elif isinstance(node, list):
             node = ",".join(str(x) for x in node)
