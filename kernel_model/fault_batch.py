@@ -13,7 +13,8 @@ of anon_fault_orders() (mm/huge_memory.c, here in _decide()). The folios and the
 tables those faults allocate are then taken from the buddy allocator in one call, in the
 order the faults would have asked for them (PageAllocator.alloc_bulk: the same pfns), the
 leaf entries are stored in one vectorised step per batch (PageTable.store_ptes) and the
-folios are built with their rmap.
+folios with their rmap go into system.folios as arrays (FolioTable.add_mapped: they become
+Folio objects when something first reads the table).
 
 What the batch does not cover goes through handle_mm_fault() in its place in the order:
 a fault that finds no free block (compaction, page-cache shrink, fallback to a smaller
@@ -35,7 +36,7 @@ from numba import njit
 from . import huge_memory
 from .memory import handle_mm_fault
 from .mm_types import (PROT_EXEC, PROT_READ, PROT_WRITE, VM_LOCKED, VM_NOHUGEPAGE, VM_PAD_ANON, VM_READ,
-                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE, Folio, RmapEntry)
+                       VM_SHARED, VM_UFFD_MISSING, VM_WRITE)
 from .pgtable_bulk import group
 
 FAULT_PATHS = ("batch", "reference")
@@ -319,11 +320,8 @@ class _Context:
                                       self._folds(self.tables[1], m_act, m_nr >> r, r))
         # folios: system.folios and mem_map in fault order, each mapped once by this mm
         f_pfn, f_order = fo_pfn[has_folio], order[has_folio]
-        f_addr, f_nr = (map_page[has_folio] << ks).tolist(), nr[has_folio]
-        folios = system.folios
-        rmap_entry = tuple.__new__  # RmapEntry(mm, a, 0, n) without the namedtuple's Python-level __new__
-        for p, o, a, n in zip(f_pfn.tolist(), f_order.tolist(), f_addr, f_nr.tolist()):
-            folios[p] = Folio(p, o, True, n, [rmap_entry(RmapEntry, (mm, a, 0, n))])  # positional: faster
+        f_nr = nr[has_folio]
+        system.folios.add_mapped(mm, f_pfn, f_order, map_page[has_folio] << ks, f_nr)  # Folio objects when read
         if f_pfn.size:
             rep = np.repeat(f_pfn, f_nr)
             frames = rep + (np.arange(rep.size, dtype=np.int64) - np.repeat(np.cumsum(f_nr) - f_nr, f_nr))

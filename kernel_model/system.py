@@ -14,6 +14,7 @@ import numpy as np
 
 from .choices import AnonPolicy, NativePgtable, Overhang, PagecachePolicy, check_choice
 from .filemap import mapping_init, shrink
+from .folio_table import FolioTable
 from .geometry import geometry
 from .mm_types import AddressSpace, File, Folio
 from .page_alloc import MAX_ORDER_FOR, PageAllocator
@@ -89,7 +90,7 @@ class System:
                                         page_size=self.kernel_page_size, fragmentation_order=fragmentation_order)
         self.page_alloc.set_migrate_hook(self._folio_migrated)
         self.stats = Stats()
-        self.folios: dict[int, Folio] = {}  # head pfn -> folio (pfn_folio() for heads)
+        self.folios = FolioTable()  # head pfn -> folio (pfn_folio() for heads), in allocation order
         # mem_map's folio links: the head pfn of the folio holding each frame, -1 when none.
         self.mem_map_head = np.full(self.memory_size // self.kernel_page_size, -1,
                                     dtype=np.int32 if self.memory_size // self.kernel_page_size < 2**31 else np.int64)
