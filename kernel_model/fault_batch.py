@@ -101,30 +101,6 @@ def fault_in(mm, addrs: np.ndarray, writes: np.ndarray, path: str = "batch") -> 
     return rets
 
 
-def fault_events(pages: np.ndarray, is_write: np.ndarray) -> np.ndarray:
-    """Indices of the accesses that fault, ascending: each page's first access, and its
-    first write when that comes after a read (the write-protect fault on the zero page or
-    a COW page). `pages` are process page numbers; an access that faults is a write
-    exactly when is_write says so."""
-    uniq, dense = group(np.asarray(pages, np.int64))
-    return _fault_events(dense.astype(np.int64, copy=False), is_write, uniq.size)
-
-
-@njit(cache=True)
-def _fault_events(dense, is_write, nr):
-    seen = np.zeros(nr, np.int8)  # 0 untouched, 1 read, 2 written
-    out = np.empty(dense.size, np.int64)
-    k = 0
-    for i in range(dense.size):
-        p = dense[i]
-        s = seen[p]
-        if s == 0 or (s == 1 and is_write[i]):
-            out[k] = i
-            k += 1
-            seen[p] = 2 if is_write[i] else 1
-    return out[:k]
-
-
 class _Context:
     """What one mm's batches need: the policy as numbers, the tables' geometry."""
 

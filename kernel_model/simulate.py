@@ -411,22 +411,21 @@ class Runner:
         return np.unique(addrs[~ok] >> self._page_shift)
 
     def _fault_in(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
-        """Fault every process page at its first touch, and again at its first write after a
-        read (the write-protect fault on the zero page or a COW page), in access order.
-        Returns the mask of accesses that completed (not on a page that raised a signal)."""
-        from .fault_batch import fault_events, fault_in
+        """Take the faults of the event accesses addrs/is_write in order: each process page's
+        first touch, and its first write after a read (the write-protect fault on the zero
+        page or a COW page), as FirstTouch finds them. Returns the mask of the events that
+        completed (not on a page that raised a signal)."""
+        from .fault_batch import fault_in
         from .memory import VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV
 
         ps = self.page_size
         pages = addrs // ps
-        ev_idx = fault_events(pages, is_write)
-        ev_addr = addrs[ev_idx]
-        rets = fault_in(self.proc.mm, ev_addr, is_write[ev_idx], self.fault_path)
+        rets = fault_in(self.proc.mm, addrs, is_write, self.fault_path)
         sigbus = (rets & VM_FAULT_SIGBUS) != 0
         sigsegv = ~sigbus & ((rets & VM_FAULT_SIGSEGV) != 0)
         self.signals["sigbus_accesses"] += int(sigbus.sum())
         self.signals["sigsegv"] += int(sigsegv.sum())
-        bad_pages = (ev_addr[sigbus | sigsegv] // ps).tolist()
+        bad_pages = (addrs[sigbus | sigsegv] // ps).tolist()
         if not bad_pages:
             return np.ones(addrs.size, bool)
         return ~np.isin(pages, np.array(bad_pages, dtype=np.int64))

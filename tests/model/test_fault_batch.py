@@ -9,7 +9,8 @@ import pytest
 
 import kernel_model.fault_batch as fb
 import workloads
-from kernel_model.fault_batch import fault_events, fault_in, fault_path
+from kernel_model.access_events import FirstTouch
+from kernel_model.fault_batch import fault_in, fault_path
 from kernel_model.page_alloc import PageAllocator
 from kernel_model.simulate import Runner
 from kernel_model.system import System
@@ -144,9 +145,20 @@ def test_batch_over_earlier_chunks_and_fork(cell_config, folio):
     assert m["ev_cow_copies"] > 0
 
 
-def test_fault_events_are_first_touches_and_first_writes_after_a_read():
+def fault_events(pages, writes, chunk=None):
+    """FirstTouch's event indices of a page stream, fed in chunks of `chunk` accesses."""
+    seen, out = FirstTouch(12), []
+    step = chunk or max(pages.size, 1)
+    for i in range(0, pages.size, step):
+        out.append(seen.events(pages[i:i + step] << 12, writes[i:i + step]) + i)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 500])
+def test_fault_events_are_first_touches_and_first_writes_after_a_read(chunk):
     rng = np.random.default_rng(3)
-    for pages in (rng.integers(0, 50, 2000), rng.integers(0, 1 << 40, 300) * 7, np.array([5, 5, 5])):
+    for pages in (rng.integers(0, 50, 2000), rng.integers(0, 1 << 30, 300) * 7, np.array([5, 5, 5]),
+                  rng.integers(0, 5000, 20000)):  # the last grows the page set past its first size
         writes = rng.random(pages.size) < 0.3
         want, state = [], {}
         for i, (p, w) in enumerate(zip(pages.tolist(), writes.tolist())):
@@ -154,7 +166,7 @@ def test_fault_events_are_first_touches_and_first_writes_after_a_read():
             if s is None or (s == "r" and w):
                 want.append(i)
                 state[p] = "w" if w else "r"
-        assert fault_events(pages, writes).tolist() == want
+        assert fault_events(pages, writes, chunk).tolist() == want
 
 
 def test_alloc_bulk_gives_the_pfns_of_alloc_and_undoes_a_failed_group():
