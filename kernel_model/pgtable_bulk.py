@@ -14,6 +14,7 @@ uses the table's private layout (described in pgtable.py).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .arch.arm64 import contpte
 
@@ -34,6 +35,19 @@ def group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(present) + lo, rank[rel]
 
 
+@njit(cache=True)
+def _store(t_pfn, t_prot, t_folio, nr_present, slots, ents, pfn, prot, folio):
+    """Entry ents[i] of leaf table slots[i] := (pfn[i], prot[i], folio[i]), counting the
+    entries that were not present before in nr_present."""
+    for i in range(slots.size):
+        s, e = slots[i], ents[i]
+        if t_pfn[s, e] < 0:
+            nr_present[s] += 1
+        t_pfn[s, e] = pfn[i]
+        t_prot[s, e] = prot[i]
+        t_folio[s, e] = folio[i]
+
+
 class PageTableBulk:
     """gather_blocks(), install_tables(), store_ptes(), read_ptes(), cont_bits(),
     set_pte_array(), drop_range(): PageTable's array side."""
@@ -47,14 +61,19 @@ class PageTableBulk:
         first_pages = np.asarray(first_pages, np.int64)
         if self._E % n or (first_pages % n).any():
             raise ValueError(f"gather_blocks: rows of {n} pages must be aligned inside one {self._E}-entry table")
+        m = first_pages.size
+        pfn, prot = np.full((m, n), -1, np.int64), np.zeros((m, n), np.int8)
+        folio, cont = np.full((m, n), -1, np.int64), np.zeros((m, n), np.bool_)
+        if not self._leaf or m == 0:
+            return pfn, prot, folio, cont
         ut, inv = group(first_pages // self._E)
         slots = np.array([self._leaf.get(k, -1) for k in ut.tolist()], np.int64)[inv]
-        have = slots >= 0
-        e = (first_pages % self._E)[:, None] + np.arange(n, dtype=np.int64)
-        s = np.where(have, slots, 0)[:, None]
-        hv = have[:, None]
-        return (np.where(hv, self._pfn[s, e], -1), np.where(hv, self._prot[s, e], 0).astype(np.int8),
-                np.where(hv, self._folio[s, e], -1), hv & self._cont[s, e])
+        rows = np.flatnonzero(slots >= 0)  # only rows whose leaf table exists are read
+        s = slots[rows][:, None]
+        e = (first_pages[rows] % self._E)[:, None] + np.arange(n, dtype=np.int64)
+        pfn[rows], prot[rows], folio[rows], cont[rows] = self._pfn[s, e], self._prot[s, e], self._folio[s, e], \
+            self._cont[s, e]
+        return pfn, prot, folio, cont
 
     def install_tables(self, tables) -> None:
         """Put in place the tables a bulk allocation made: tables is [(level index, table
@@ -90,12 +109,8 @@ class PageTableBulk:
             return
         ut, inv = group(pages // self._E)
         slots = np.array([self._leaf[k] for k in ut.tolist()], np.int64)
-        s, e = slots[inv], pages % self._E
-        was = self._pfn[s, e] >= 0
-        self._pfn[s, e] = pfn
-        self._prot[s, e] = prot
-        self._folio[s, e] = folio
-        np.add.at(self._nr_present, s, (~was).astype(np.int64))
+        _store(self._pfn, self._prot, self._folio, self._nr_present, slots[inv], pages % self._E,
+               np.asarray(pfn, np.int64), np.asarray(prot, np.int8), np.asarray(folio, np.int64))
         if self.contpte:
             c = self.geom.cont_pte
             runs = group(pages // c)[0]
