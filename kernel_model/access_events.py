@@ -203,6 +203,10 @@ class FirstTouch:
         bad = _first_bad_record(raw) if acc[0] < 0 or acc[2] > 1 else -1
         return ev_idx[:nev].copy(), bad
 
+    def __len__(self) -> int:
+        """The number of pages seen."""
+        return self._used
+
     def pages(self) -> np.ndarray:
         """Every page seen, ascending."""
         return np.sort(self._keys[self._keys != _EMPTY])
