@@ -456,9 +456,9 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
     decoded here and the writes counted (C_WRITES), no decoded array is made.
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
-    (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access whose key is the L1 TLB's most recent entry and whose line is the most
-    recent of its L1D set hits both without changing any state: it is skipped after
-    two comparisons (the pre-filter).
+    (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access whose key is the L1 TLB's
+    most recent entry and whose line is the most recent of its L1D set hits both without
+    changing any state: it is skipped after two comparisons (the pre-filter).
     """
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
