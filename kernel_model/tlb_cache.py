@@ -39,7 +39,7 @@ from .geometry import DESC_SIZE
 
 EMPTY = -1
 HIT = -2  # cache_access(): the tag was present
-STAMP_NEVER = -(1 << 62)  # tlb_run's stamped L1: the last use of an empty way
+STAMP_LATER = 1 << 62  # tlb_run's stamped L1: the last use of a way past its width
 
 # Output counters of tlb_run(), by index.
 C_L1_MISS = 0
@@ -648,31 +648,40 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
     # index of each one's last use in l1time (the rows' recency order on entry, restored
     # on exit): a hit on any way, found through the memo's way hint for the page, costs one
     # comparison and one store, where the row in recency order shifts its first ways. A miss
-    # takes an empty way, else the least recent: exactly the row's LRU. Ways past l1_w stay
-    # EMPTY, which no key equals, so any hint below FA_SCAN_MAX_WAYS can be checked.
+    # takes an empty way (the ways from l1_used on), else the least recent: exactly the
+    # row's LRU. The ways past l1_w hold EMPTY, which no key equals, and a last use later
+    # than any: so any hint below FA_SCAN_MAX_WAYS can be checked, and the searches run
+    # over all FA_SCAN_MAX_WAYS ways (a fixed count: vectorised, without a branch per way).
     stamped = reg1 and from_tables
     l1tag = np.full(FA_SCAN_MAX_WAYS, EMPTY, np.int64)
-    l1time = np.full(FA_SCAN_MAX_WAYS, STAMP_NEVER, np.int64)
+    l1time = np.full(FA_SCAN_MAX_WAYS, STAMP_LATER, np.int64)
+    l1_used = 0
     if stamped:
         for w in range(l1_w):
             l1tag[w] = rows[w]
             if rows[w] != EMPTY:
                 l1time[w] = -1 - w
+                l1_used += 1
 
     def l1_find(key):
         """The way of the stamped L1 that holds `key`, or -1."""
-        for w in range(l1_w):
-            if l1tag[w] == key:
-                return w
-        return -1
+        hit = False
+        at = 0
+        for w in range(FA_SCAN_MAX_WAYS):
+            e = l1tag[w] == key
+            hit |= e
+            at += w if e else 0
+        return at if hit else -1
 
-    def l1_victim():
-        """The way of the stamped L1 a fill takes: an empty one, else the least recent."""
-        v = 0
-        for w in range(1, l1_w):
-            if l1time[w] < l1time[v]:
-                v = w
-        return v
+    def l1_lru():
+        """The least recent way of the full stamped L1 (its last uses are distinct)."""
+        oldest = l1time[0]
+        for w in range(1, FA_SCAN_MAX_WAYS):
+            oldest = min(oldest, l1time[w])
+        at = 0
+        for w in range(FA_SCAN_MAX_WAYS):
+            at += w if l1time[w] == oldest else 0
+        return at
     l1_missed = False  # the last L1 lookup past c0, c1 missed
     same_shift = min(line_shift, ks)  # the virtual line of the last present access (table mode)
     same_line = EMPTY
@@ -738,7 +747,11 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                     w = l1_find(key)
                     r1 = HIT
                     if w < 0:
-                        w = l1_victim()
+                        if l1_used < l1_w:
+                            w = l1_used
+                            l1_used += 1
+                        else:
+                            w = l1_lru()
                         r1 = l1tag[w]
                         l1tag[w] = key
                     l1time[w] = i
@@ -848,9 +861,9 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                 n_data_l1d_miss += 1
                 if served == SERVED_MEM:
                     n_data_l2d_miss += 1
-    if stamped:  # back to recency order: the most recent first, empty ways last
-        order = np.argsort(-l1time[:l1_w])
-        for w in range(l1_w):
+    if stamped:  # back to recency order: the most recent first, then the empty ways
+        order = np.argsort(-l1time[:l1_used])
+        for w in range(l1_used):
             rows[w] = l1tag[order[w]]
     elif reg1:
         rows[0], rows[1] = c0, c1

@@ -132,10 +132,10 @@ def test_one_memo_for_many_calls_leaves_the_hardware_as_lookup_does(cell_config,
     tables = mm.pgtable.hw_tables()
     memo = TableMemo(tables, tcfg, 64)
     s1, s2 = TlbState(tcfg), TlbState(tcfg)
-    for part in np.array_split(addrs, 4):
+    for part in np.split(addrs, [3, 10000, 20000, 30000]):  # the first call leaves the L1 part-filled
         want = simulate_tlb(part, mm.pgtable.lookup(part), tcfg, kernel_page_shift=ks, state=s1)
         got = simulate_tlb_tables(part, tables, tcfg, kernel_page_shift=ks, state=s2, memo=memo)
-        assert got == want and want["l1_tlb_misses"] > 1000 and want["tlb_not_present"] > 0
+        assert got == want and (part.size == 3 or want["l1_tlb_misses"] > 1000 and want["tlb_not_present"] > 0)
         np.testing.assert_array_equal(s2.arrays.rows, s1.arrays.rows)
     with pytest.raises(ValueError, match="another table or TlbConfig"):
         simulate_tlb_tables(addrs[:10], mm.pgtable.hw_tables(), tcfg, kernel_page_shift=ks, memo=memo)
