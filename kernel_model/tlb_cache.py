@@ -347,7 +347,7 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
 
 # Table mode: translations of kernel pages already walked are kept in a direct-mapped memo
 # of up to 2**MEMO_BITS entries (a software shortcut over a table that does not change
-# while it is used, not a modelled structure), one row per kernel page: M_PAGE (EMPTY:
+# while it is used, not a modelled structure), M_FIELDS int64 per kernel page: M_PAGE (EMPTY:
 # none), M_PFN (its kernel pfn, -1 when not present), M_KEY (the TLB key of every access
 # to it: the entry shift is at least the kernel page's) and M_WAY (where that key was last
 # seen in the L1, a hint checked before use).
@@ -363,8 +363,8 @@ def memo_new(entries):
     size = 1
     while size < min(entries, 1 << MEMO_BITS):
         size <<= 1
-    memo = np.empty((size, M_FIELDS), np.int64)
-    memo[:, M_PAGE] = EMPTY
+    memo = np.empty(size * M_FIELDS, np.int64)  # flat: a row's offset is a shift, not a stride product
+    memo[M_PAGE::M_FIELDS] = EMPTY
     return memo
 
 
@@ -612,7 +612,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             tpfn = (tpfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
         return tpfn, ps, shift
     # table mode: the memo (memo_new()) and the descriptors of the walk in progress
-    msize = memo.shape[0]
+    msize = memo.shape[0] // M_FIELDS
     scratch = np.full(max(MAX_LEVELS, desc.shape[1]), EMPTY, np.int64)
     ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
     scratch_page = EMPTY  # the kernel page whose walk scratch holds
@@ -706,18 +706,18 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             break
         if from_tables:
             kp = addr >> ks
-            m = kp & (msize - 1)
-            if memo[m, M_PAGE] != kp:
+            m = (kp & (msize - 1)) * M_FIELDS
+            if memo[m + M_PAGE] != kp:
                 tpfn, tbase, tleaf = translate(addr, scratch)
                 scratch_page = kp
                 tshift = tleaf if coalesce else tbase
-                memo[m, M_PAGE] = kp
-                memo[m, M_PFN] = tpfn
-                memo[m, M_KEY] = ((addr >> tshift) << 6) | tshift
-                memo[m, M_WAY] = 0
-            a_pfn = memo[m, M_PFN]
+                memo[m + M_PAGE] = kp
+                memo[m + M_PFN] = tpfn
+                memo[m + M_KEY] = ((addr >> tshift) << 6) | tshift
+                memo[m + M_WAY] = 0
+            a_pfn = memo[m + M_PFN]
             is_present = a_pfn >= 0
-            key = memo[m, M_KEY]
+            key = memo[m + M_KEY]
             shift = key & 63
         else:
             is_present = present[i]
@@ -739,7 +739,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             if data_lines:
                 line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
             if stamped:
-                h = memo[m, M_WAY]
+                h = memo[m + M_WAY]
                 if l1tag[h] == key:
                     l1time[h] = i
                     r1 = HIT
@@ -755,7 +755,7 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                         r1 = l1tag[w]
                         l1tag[w] = key
                     l1time[w] = i
-                    memo[m, M_WAY] = w
+                    memo[m + M_WAY] = w
             elif reg1:
                 # A fully associative LRU L1 scanned as one row: its two most recent entries
                 # are kept in c0, c1 (rows[0], rows[1] are stale meanwhile), so a hit on
