@@ -372,6 +372,9 @@ def memo_new(entries):
 # accesses ahead: a stream that walks on most accesses (no locality) would otherwise wait
 # for one cache miss of the host per access, one after the other.
 PREFETCH_AHEAD = 4
+# tlb_run's L1 in table mode: stamped, or on its row once L1 misses exceed a quarter of
+# the accesses of a window of L1_WINDOW accesses, back to stamps below an eighth.
+L1_WINDOW = 4096
 
 
 class FaState(NamedTuple):
@@ -645,23 +648,42 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
     reg1 = l1_sets == 1 and l1_w > 1 and lru and not l1_fa  # the L1's ranks 0 and 1 in c0, c1
     c0, c1 = rows[0], rows[1]
     # Table mode, the same L1 (reg1): its ways in l1tag in a fixed order, with the access
-    # index of each one's last use in l1time (the rows' recency order on entry, restored
-    # on exit): a hit on any way, found through the memo's way hint for the page, costs one
-    # comparison and one store, where the row in recency order shifts its first ways. A miss
-    # takes an empty way (the ways from l1_used on), else the least recent: exactly the
-    # row's LRU. The ways past l1_w hold EMPTY, which no key equals, and a last use later
-    # than any: so any hint below FA_SCAN_MAX_WAYS can be checked, and the searches run
-    # over all FA_SCAN_MAX_WAYS ways (a fixed count: vectorised, without a branch per way).
-    stamped = reg1 and from_tables
+    # index of each one's last use in l1time (built from the rows' recency order, and
+    # turned back into it): a hit on any way, found through the memo's way hint for the
+    # page, costs one comparison and one store, where the row in recency order shifts its
+    # first ways. A miss takes an empty way (the ways from l1_used on), else the least
+    # recent: exactly the row's LRU. The ways past l1_w hold EMPTY, which no key equals,
+    # and a last use later than any: so any hint below FA_SCAN_MAX_WAYS can be checked, and
+    # the searches run over all FA_SCAN_MAX_WAYS ways (a fixed count: vectorised, without
+    # a branch per way). A miss costs those searches, more than the row's: a stream that
+    # misses often (no locality) is run on the row instead (L1_WINDOW; counted only off
+    # the path of a hit: on a stamped lookup that missed its hint, on a row lookup past
+    # c0, c1).
+    adaptive = reg1 and from_tables
+    stamped = adaptive
     l1tag = np.full(FA_SCAN_MAX_WAYS, EMPTY, np.int64)
     l1time = np.full(FA_SCAN_MAX_WAYS, STAMP_LATER, np.int64)
-    l1_used = 0
-    if stamped:
+
+    def stamps_from_rows():
+        """Fill l1tag/l1time from the L1 row (recency order); returns the ways in use."""
+        used = 0
         for w in range(l1_w):
             l1tag[w] = rows[w]
+            l1time[w] = STAMP_LATER
             if rows[w] != EMPTY:
-                l1time[w] = -1 - w
-                l1_used += 1
+                l1time[w] = -1 - w  # older than any access to come
+                used += 1
+        return used
+
+    def rows_from_stamps(used):
+        """Write the stamped L1 back into its row: the most recent first, then the
+        empty ways (untouched: ways only fill)."""
+        order = np.argsort(-l1time[:used])
+        for w in range(used):
+            rows[w] = l1tag[order[w]]
+
+    l1_used = stamps_from_rows() if stamped else 0
+    win_start = win_miss = np.int64(0)  # the window's first access, L1 misses in it (adaptive)
 
     def l1_find(key):
         """The way of the stamped L1 that holds `key`, or -1."""
@@ -756,6 +778,14 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                         l1tag[w] = key
                     l1time[w] = i
                     memo[m + M_WAY] = w
+                    win_miss += r1 != HIT  # counted here, off the path of a hit
+                    if i - win_start >= L1_WINDOW:
+                        if win_miss > L1_WINDOW // 4:  # to the row
+                            rows_from_stamps(l1_used)
+                            c0, c1 = rows[0], rows[1]
+                            l1_missed = r1 != HIT
+                            stamped = False
+                        win_start, win_miss = i, 0
             elif reg1:
                 # A fully associative LRU L1 scanned as one row: its two most recent entries
                 # are kept in c0, c1 (rows[0], rows[1] are stale meanwhile), so a hit on
@@ -777,6 +807,12 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                         r1 = row_access(0, l1_w, key, lru)
                     c0, c1 = rows[0], rows[1]
                     l1_missed = r1 != HIT
+                    win_miss += l1_missed
+                    if adaptive and i - win_start >= L1_WINDOW:
+                        if win_miss < L1_WINDOW // 8:  # back to stamps (the row is up to date here)
+                            l1_used = stamps_from_rows()
+                            stamped = True
+                        win_start, win_miss = i, 0
             elif key == prev_key:
                 # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
                 # that changes nothing. If the line is also its L1D set's most recent, the
@@ -861,10 +897,8 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                 n_data_l1d_miss += 1
                 if served == SERVED_MEM:
                     n_data_l2d_miss += 1
-    if stamped:  # back to recency order: the most recent first, then the empty ways
-        order = np.argsort(-l1time[:l1_used])
-        for w in range(l1_used):
-            rows[w] = l1tag[order[w]]
+    if stamped:
+        rows_from_stamps(l1_used)
     elif reg1:
         rows[0], rows[1] = c0, c1
     out = np.zeros(NR_COUNTERS, dtype=np.int64)

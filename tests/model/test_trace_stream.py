@@ -143,6 +143,36 @@ def test_one_memo_for_many_calls_leaves_the_hardware_as_lookup_does(cell_config,
         simulate_tlb_tables(addrs[:10], tables, TlbConfig.from_cfg(cfg["tlb"]), kernel_page_shift=ks, memo=memo)
 
 
+def test_l1_through_local_and_missing_phases_as_lookup_leaves_it(cell_config):
+    """Table mode keeps a fully associative LRU L1 as stamps while the stream has locality
+    and on its row while it misses (tlb_cache.L1_WINDOW): phases of each, a call cut in
+    the middle of one, give a Lookup's counts and leave every structure's rows as it does."""
+    from kernel_model.tlb_cache import L1_WINDOW
+
+    runner, cfg = mapped_runner(cell_config, "kernel=4k", "arch=no_contpte")
+    mm = runner.proc.mm
+    (base, length), = runner.regions.values()
+    rng = np.random.default_rng(12)
+    n = 5 * L1_WINDOW
+
+    def local():  # 32 pages: hits, past the first two ranks too
+        return base + (rng.integers(0, 32, n) << 12) + (rng.integers(0, 512, n) << 3)
+
+    missing = base + (rng.integers(0, length, n) & ~7)  # 2048 pages: the L1 misses most
+    addrs = np.concatenate([local(), missing, local(), missing[::-1], local()])
+    tcfg = TlbConfig.from_cfg(cfg["tlb"])
+    ks = runner.system.kgeom.page_shift
+    tables = mm.pgtable.hw_tables()
+    memo = TableMemo(tables, tcfg, 4096)
+    s1, s2 = TlbState(tcfg), TlbState(tcfg)
+    for part in np.split(addrs, [n // 2, 3 * n, 4 * n + 7]):
+        want = simulate_tlb(part, mm.pgtable.lookup(part), tcfg, kernel_page_shift=ks, state=s1)
+        got = simulate_tlb_tables(part, tables, tcfg, kernel_page_shift=ks, state=s2, memo=memo)
+        assert got == want
+        np.testing.assert_array_equal(s2.arrays.rows, s1.arrays.rows)
+    assert s1.arrays.l1[0, -1] != -1  # full
+
+
 def test_walk_on_miss_with_native_fallback_pages_and_blocks():
     # A 64K-process native table on a 4K kernel: 2M of 64K folios, one process page turned
     # into a fallback page (4 kernel PTEs cleared in it), a native PMD block (512M folio)
