@@ -434,16 +434,18 @@ class Runner:
         """The TLB over the stream (chunks of (addrs, is_write)), skipping the accesses to
         pages that raised a signal; the hardware walks the table in its current state, only
         on an L2 TLB miss (tlb.simulate_tlb_tables)."""
-        from .tlb import simulate_tlb_records, simulate_tlb_tables
-
-        tables = self._walked_table(bad, seen).hw_tables()
         from workloads.trace import RecordWindow
 
+        from .tlb import TableMemo, simulate_tlb_records, simulate_tlb_tables
+
+        tables = self._walked_table(bad, seen).hw_tables()
         kps = self.system.kgeom.page_shift
+        # one memo for every chunk: the table does not change during the stream
+        memo = TableMemo(tables, self.tlb_cfg, 16 * (len(seen) << (self._page_shift - kps)))
         for chunk in chunks:
             if isinstance(chunk, RecordWindow) and not bad.size:  # validated by pass 1
                 counts = simulate_tlb_records(chunk.raw, tables, self.tlb_cfg, kernel_page_shift=kps,
-                                              state=self.tlb_state)
+                                              state=self.tlb_state, memo=memo)
             else:
                 addrs, is_write = chunk.decode() if isinstance(chunk, RecordWindow) else chunk
                 if bad.size:
@@ -452,7 +454,7 @@ class Runner:
                 if addrs.size == 0:
                     continue
                 counts = simulate_tlb_tables(addrs, tables, self.tlb_cfg, is_write=is_write,
-                                             kernel_page_shift=kps, state=self.tlb_state)
+                                             kernel_page_shift=kps, state=self.tlb_state, memo=memo)
             for k, v in counts.items():
                 self.tlb[k] += int(v)
 

@@ -303,6 +303,28 @@ _NO_RECORDS.flags.writeable = False
 _NO_LOOKUP = (np.zeros(0, np.bool_), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int8),
               np.zeros((0, 1), np.int64))
 _NO_KEYS = np.zeros((0, 1), np.int64)  # tlb_run's wkey: the walk cache keyed by the descriptors themselves
+_NO_MEMO = tlb_cache.memo_new(1)  # tlb_run's memo over Lookup arrays (unused)
+
+
+class TableMemo:
+    """What simulate_tlb_tables()/simulate_tlb_records() have read from one table for one
+    TlbConfig (tlb_cache.memo_new: each kernel page's translation and TLB key), for a
+    caller that makes several calls over the same table while it does not change: each
+    kernel page is then walked once for all of them. `entries`: about how many kernel pages
+    the stream touches (the memo is direct-mapped; at most 2**tlb_cache.MEMO_BITS)."""
+
+    def __init__(self, tables: tlb_cache.HwTables, cfg: TlbConfig, entries: int):
+        self.tables, self.cfg = tables, cfg
+        self.array = tlb_cache.memo_new(max(1, int(entries)))
+
+
+def _memo(memo: TableMemo | None, tables, cfg: TlbConfig, n: int) -> np.ndarray:
+    if memo is None:  # no larger than the stream: a short phase does not pay for a big memo
+        return tlb_cache.memo_new(n)
+    if memo.tables is not tables or memo.cfg is not cfg:
+        raise ValueError("simulate_tlb: memo was made for another table or TlbConfig "
+                         "(one TableMemo per hw_tables() and config)")
+    return memo.array
 
 
 def _run_args(cfg: TlbConfig, kernel_page_shift, is_write, n: int, state):
@@ -385,17 +407,18 @@ def simulate_tlb(addrs, lookup, cfg: TlbConfig, *, kernel_page_shift=None, is_wr
                              "give one key per descriptor")
     params, state, writes = _run_args(cfg, kernel_page_shift, is_write, n, state)
     out = tlb_cache.tlb_run(addrs, _NO_RECORDS, present, pfn, base_shift, leaf_shift, desc, wkey, params, state.arrays,
-                            _no_tables())
+                            _no_tables(), _NO_MEMO)
     return _results(out, n, writes, cfg)
 
 
 def simulate_tlb_tables(addrs, tables, cfg: TlbConfig, *, kernel_page_shift=None, is_write=None,
-                        state: TlbState | None = None) -> dict:
+                        state: TlbState | None = None, memo: TableMemo | None = None) -> dict:
     """simulate_tlb() over the page table itself instead of a Lookup of every access:
     `tables` is table.hw_tables() (a PageTable, or a NativePageTable after build_spans()
     of the spans walked). Walks only on an L2 TLB miss; the same result as
     simulate_tlb(addrs, table.lookup(addrs) / hw_lookup(addrs), ...). addrs must lie in
-    the table's VA range (the caller's check; a negative one is refused here)."""
+    the table's VA range (the caller's check; a negative one is refused here). memo: a
+    TableMemo of `tables` to reuse across calls over the unchanged table (None: a new one)."""
     addrs = np.asarray(addrs)
     if addrs.ndim != 1 or not np.issubdtype(addrs.dtype, np.integer):
         raise ValueError(f"simulate_tlb: addrs must be a 1-D integer array, got "
@@ -406,15 +429,16 @@ def simulate_tlb_tables(addrs, tables, cfg: TlbConfig, *, kernel_page_shift=None
     if n and int(addrs.min()) < 0:
         raise ValueError(f"simulate_tlb: address {int(addrs.min())} is negative")
     params[tlb_cache.P_TABLES] = 1
-    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, *_NO_LOOKUP, _NO_KEYS, params, state.arrays, tables)
+    out = tlb_cache.tlb_run(addrs, _NO_RECORDS, *_NO_LOOKUP, _NO_KEYS, params, state.arrays, tables,
+                            _memo(memo, tables, cfg, n))
     return _results(out, n, writes, cfg)
 
 
 def simulate_tlb_records(raw, tables, cfg: TlbConfig, *, kernel_page_shift=None,
-                         state: TlbState | None = None) -> dict:
+                         state: TlbState | None = None, memo: TableMemo | None = None) -> dict:
     """simulate_tlb_tables() of the accesses of a compact trace's records, read from their
     bytes `raw` (a workloads.trace.RecordWindow's uint8[k, 9], whose addresses and write
-    bytes the caller has validated; is_write is the record's byte)."""
+    bytes the caller has validated; is_write is the record's byte). memo: as there."""
     if not (isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.ndim == 2 and raw.shape[1] == 9):
         raise ValueError(f"simulate_tlb_records: raw must be uint8[k, 9] records, got "
                          f"shape {getattr(raw, 'shape', None)} dtype {getattr(raw, 'dtype', None)}")
@@ -424,10 +448,11 @@ def simulate_tlb_records(raw, tables, cfg: TlbConfig, *, kernel_page_shift=None,
     n = raw.shape[0]
     params, state, _ = _run_args(cfg, kernel_page_shift, None, n, state)
     params[tlb_cache.P_TABLES] = 1
-    out = tlb_cache.tlb_run(_NO_ADDRS, raw, *_NO_LOOKUP, _NO_KEYS, params, state.arrays, tables)
+    out = tlb_cache.tlb_run(_NO_ADDRS, raw, *_NO_LOOKUP, _NO_KEYS, params, state.arrays, tables,
+                            _memo(memo, tables, cfg, n))
     return _results(out, n, int(out[tlb_cache.C_WRITES]), cfg)
 
 
-__all__ = ["TlbConfig", "TlbLevel", "DataCache", "TlbState", "simulate_tlb", "simulate_tlb_tables",
+__all__ = ["TlbConfig", "TlbLevel", "DataCache", "TlbState", "TableMemo", "simulate_tlb", "simulate_tlb_tables",
            "simulate_tlb_records",
            "REPLACEMENT_POLICIES"]

@@ -39,6 +39,7 @@ from .geometry import DESC_SIZE
 
 EMPTY = -1
 HIT = -2  # cache_access(): the tag was present
+STAMP_LATER = 1 << 62  # tlb_run's stamped L1: the last use of a way past its width
 
 # Output counters of tlb_run(), by index.
 C_L1_MISS = 0
@@ -344,14 +345,36 @@ def table_walk(addr, geo, nxt, phys, bpfn, bcont, leaf_slot, leaf_pfn, leaf_cont
  P_WC_LATENCY, P_D1_LATENCY, P_D2_LATENCY, P_MEM_LATENCY,
  P_COALESCE, P_DATA_LINES, P_KERNEL_PAGE_SHIFT, P_LINE_SHIFT, P_TABLES, NR_PARAMS) = range(21)
 
-# Table mode: translations of kernel pages already walked in this call are kept in a
-# direct-mapped memo of up to 2**MEMO_BITS entries (a software shortcut over a table that does
-# not change during the call, not a modelled structure).
+# Table mode: translations of kernel pages already walked are kept in a direct-mapped memo
+# of up to 2**MEMO_BITS entries (a software shortcut over a table that does not change
+# while it is used, not a modelled structure), M_FIELDS int64 per kernel page: M_PAGE (EMPTY:
+# none), M_PFN (its kernel pfn, -1 when not present), M_KEY (the TLB key of every access
+# to it: the entry shift is at least the kernel page's) and M_WAY (where that key was last
+# seen in the L1, a hint checked before use).
 MEMO_BITS = 16
+M_PAGE, M_PFN, M_KEY, M_WAY = range(4)
+M_FIELDS = 4
+
+
+def memo_new(entries):
+    """An empty memo of at least `entries` rows (a power of two, at most 2**MEMO_BITS).
+    Valid for one table in one state: a caller keeps it across the tlb_run() calls over
+    one unchanged table, so each kernel page is walked once for all of them."""
+    size = 1
+    while size < min(entries, 1 << MEMO_BITS):
+        size <<= 1
+    memo = np.empty(size * M_FIELDS, np.int64)  # flat: a row's offset is a shift, not a stride product
+    memo[M_PAGE::M_FIELDS] = EMPTY
+    return memo
+
+
 # On a walk, tlb_run prefetches the leaf entries and memo slot of the access this many
 # accesses ahead: a stream that walks on most accesses (no locality) would otherwise wait
 # for one cache miss of the host per access, one after the other.
 PREFETCH_AHEAD = 4
+# tlb_run's L1 in table mode: stamped, or on its row once L1 misses exceed a quarter of
+# the accesses of a window of L1_WINDOW accesses, back to stamps below an eighth.
+L1_WINDOW = 4096
 
 
 class FaState(NamedTuple):
@@ -415,7 +438,7 @@ def record_addr(raw, i):
 
 
 @njit(cache=True, error_model="numpy")
-def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params, state, tables):
+def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params, state, tables, memo):
     """Run the access stream through L1 TLB, L2 TLB, walk cache and data caches.
 
     Two sources of translations (params[P_TABLES]):
@@ -426,19 +449,19 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
       descriptor's address, as in hardware (a gap_attribution cell keys the walk cache of
       one system's walks by the other's descriptors: kernel_model/ablation.py).
     - 1, the page table itself: `tables` = hw_tables() (translate() below); the
-      per-access arrays are unused. The translation of each kernel page is read once per
-      call through a direct-mapped memo; the descriptors are walked only on an L2 TLB
-      miss. The same counts as mode 0 over lookup() of the same table.
+      per-access arrays are unused. The translation of each kernel page is read once
+      through `memo` (memo_new(): the caller's, kept across calls over the unchanged
+      table; unused in mode 0); the descriptors are walked only on an L2 TLB miss. The
+      same counts as mode 0 over lookup() of the same table.
     params: int64[NR_PARAMS] (P_* indices). Returns int64[NR_COUNTERS] (C_* indices).
     The accesses are addrs, or (table mode) the records `raw` when it has rows (uint8[k, 9]
     of a compact trace, workloads.trace.RecordWindow, already validated): each address is
     decoded here and the writes counted (C_WRITES), no decoded array is made.
 
     TLB key: (addr >> shift) << 6 | shift, set (addr >> shift) % sets.  Data line:
-    (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access with the same key and
-    An access whose key is the L1 TLB's most recent entry and whose line is the most
-    recent of its L1D set hits both without changing any state: it is skipped after
-    two comparisons (the pre-filter).
+    (pfn << PAGE_SHIFT | page offset) >> line_shift.  An access whose key is the L1 TLB's
+    most recent entry and whose line is the most recent of its L1D set hits both without
+    changing any state: it is skipped after two comparisons (the pre-filter).
     """
     l1_sets, l1_ways = params[P_L1_SETS], params[P_L1_WAYS]
     l2_sets, l2_ways = params[P_L2_SETS], params[P_L2_WAYS]
@@ -591,26 +614,16 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
         if r:  # a primary-page frame -> the kernel frame of the accessed kernel page
             tpfn = (tpfn << r) | ((addr >> tp[T_KS]) & ((np.int64(1) << r) - 1))
         return tpfn, ps, shift
-    # table mode: the memo (kernel page -> packed translation: kernel pfn + 1 << 16 |
-    # base_shift << 8 | leaf_shift) and the descriptors of the walk in progress; the
-    # translations of the last two pages are kept in locals (accesses alternate often)
-    msize = 1
-    if from_tables:  # no larger than the stream: a short phase does not pay for a big memo
-        while msize < (1 << MEMO_BITS) and msize < max(addrs.shape[0], raw.shape[0]):
-            msize <<= 1
-    memo = np.full((msize, 2), EMPTY, np.int64)
-    scratch = np.full(MAX_LEVELS, EMPTY, np.int64)
+    # table mode: the memo (memo_new()) and the descriptors of the walk in progress
+    msize = memo.shape[0] // M_FIELDS
+    scratch = np.full(max(MAX_LEVELS, desc.shape[1]), EMPTY, np.int64)
     ks = tp[1]  # the kernel page shift: the finest granule a translation can change at
-    # the current and the previous kernel page: translation decoded (pfn, TLB entry shift
-    # and key); the key of a page is that of every access to it (entry shift >= ks)
     scratch_page = EMPTY  # the kernel page whose walk scratch holds
-    cur_page = old_page = EMPTY
-    cur_pfn = old_pfn = cur_shift = old_shift = cur_key = old_key = np.int64(0)
     def prefetch_translation(addr):
         """Start loading what the memo and translate() will read for `addr`: its memo slot
         and its leaf entries in the primary table, found through the upper levels (a few
         small, cached rows). Hints only: nothing is written."""
-        prefetch(memo, ((addr >> ks) & (msize - 1)) * 2)
+        prefetch(memo, ((addr >> ks) & (msize - 1)) * M_FIELDS)
         row = np.int64(0)
         nl = p_geo[G_L]
         for lv in range(nl):
@@ -634,46 +647,100 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
     n_acc = raw.shape[0] if from_raw else addrs.shape[0]
     reg1 = l1_sets == 1 and l1_w > 1 and lru and not l1_fa  # the L1's ranks 0 and 1 in c0, c1
     c0, c1 = rows[0], rows[1]
+    # Table mode, the same L1 (reg1): its ways in l1tag in a fixed order, with the access
+    # index of each one's last use in l1time (built from the rows' recency order, and
+    # turned back into it): a hit on any way, found through the memo's way hint for the
+    # page, costs one comparison and one store, where the row in recency order shifts its
+    # first ways. A miss takes an empty way (the ways from l1_used on), else the least
+    # recent: exactly the row's LRU. The ways past l1_w hold EMPTY, which no key equals,
+    # and a last use later than any: so any hint below FA_SCAN_MAX_WAYS can be checked, and
+    # the searches run over all FA_SCAN_MAX_WAYS ways (a fixed count: vectorised, without
+    # a branch per way). A miss costs those searches, more than the row's: a stream that
+    # misses often (no locality) is run on the row instead (L1_WINDOW; counted only off
+    # the path of a hit: on a stamped lookup that missed its hint, on a row lookup past
+    # c0, c1).
+    adaptive = reg1 and from_tables
+    stamped = adaptive
+    l1tag = np.full(FA_SCAN_MAX_WAYS, EMPTY, np.int64)
+    l1time = np.full(FA_SCAN_MAX_WAYS, STAMP_LATER, np.int64)
+
+    def stamps_from_rows():
+        """Fill l1tag/l1time from the L1 row (recency order); returns the ways in use."""
+        used = 0
+        for w in range(l1_w):
+            l1tag[w] = rows[w]
+            l1time[w] = STAMP_LATER
+            if rows[w] != EMPTY:
+                l1time[w] = -1 - w  # older than any access to come
+                used += 1
+        return used
+
+    def rows_from_stamps(used):
+        """Write the stamped L1 back into its row: the most recent first, then the
+        empty ways (untouched: ways only fill)."""
+        order = np.argsort(-l1time[:used])
+        for w in range(used):
+            rows[w] = l1tag[order[w]]
+
+    l1_used = stamps_from_rows() if stamped else 0
+    win_start = win_miss = np.int64(0)  # the window's first access, L1 misses in it (adaptive)
+
+    def l1_find(key):
+        """The way of the stamped L1 that holds `key`, or -1."""
+        hit = False
+        at = 0
+        for w in range(FA_SCAN_MAX_WAYS):
+            e = l1tag[w] == key
+            hit |= e
+            at += w if e else 0
+        return at if hit else -1
+
+    def l1_lru():
+        """The least recent way of the full stamped L1 (its last uses are distinct)."""
+        oldest = l1time[0]
+        for w in range(1, FA_SCAN_MAX_WAYS):
+            oldest = min(oldest, l1time[w])
+        at = 0
+        for w in range(FA_SCAN_MAX_WAYS):
+            at += w if l1time[w] == oldest else 0
+        return at
     l1_missed = False  # the last L1 lookup past c0, c1 missed
     same_shift = min(line_shift, ks)  # the virtual line of the last present access (table mode)
     same_line = EMPTY
-    for i in range(n_acc):
-        if from_raw:
-            addr = record_addr(raw, i)
-            n_writes += raw[i, 8]
-        else:
-            addr = addrs[i]
+    i = np.int64(-1)
+    while True:
+        i += 1
+        # Table mode: skip the accesses to the same line as the previous access, which was
+        # present: its key is the L1 TLB's most recent entry and its line the most recent of
+        # its L1D set (the data read comes last), so such an access changes nothing (the
+        # pre-filter, below, with neither translated: a page never splits a line,
+        # same_shift <= ks). A loop of its own: its few variables stay in registers.
+        while i < n_acc:
+            if from_raw:
+                addr = record_addr(raw, i)
+                n_writes += raw[i, 8]
+            else:
+                addr = addrs[i]
+            if not from_tables or addr >> same_shift != same_line:
+                break
+            i += 1
+        if i >= n_acc:
+            break
         if from_tables:
-            # The same line as the previous access, which was present: its key is the L1
-            # TLB's most recent entry and its line the most recent of its L1D set (the data
-            # read comes last), so this access changes nothing (the pre-filter, below, with
-            # neither translated: a page never splits a line, same_shift <= ks).
-            if addr >> same_shift == same_line:
-                continue
             kp = addr >> ks
-            if kp != cur_page:
-                if kp == old_page:
-                    old_page, cur_page = cur_page, kp
-                    old_pfn, cur_pfn = cur_pfn, old_pfn
-                    old_shift, cur_shift = cur_shift, old_shift
-                    old_key, cur_key = cur_key, old_key
-                else:
-                    m = kp & (msize - 1)
-                    if memo[m, 0] != kp:
-                        tpfn, tbase, tleaf = translate(addr, scratch)
-                        scratch_page = kp
-                        memo[m, 0] = kp
-                        memo[m, 1] = ((tpfn + 1) << 16) | (tbase << 8) | tleaf
-                    tr = memo[m, 1]
-                    old_page, old_pfn, old_shift, old_key = cur_page, cur_pfn, cur_shift, cur_key
-                    cur_page = kp
-                    cur_pfn = (tr >> 16) - 1
-                    cur_shift = (tr & 255) if coalesce else ((tr >> 8) & 255)
-                    cur_key = ((addr >> cur_shift) << 6) | cur_shift
-            a_pfn = cur_pfn
+            m = (kp & (msize - 1)) * M_FIELDS
+            if memo[m + M_PAGE] != kp:
+                tpfn, tbase, tleaf = translate(addr, scratch)
+                scratch_page = kp
+                tshift = tleaf if coalesce else tbase
+                memo[m + M_PAGE] = kp
+                memo[m + M_PFN] = tpfn
+                memo[m + M_KEY] = ((addr >> tshift) << 6) | tshift
+                memo[m + M_WAY] = 0
+            a_pfn = memo[m + M_PFN]
             is_present = a_pfn >= 0
-            shift = cur_shift
-            key = cur_key
+            key = memo[m + M_KEY]
+            shift = key & 63
         else:
             is_present = present[i]
             a_pfn = pfn[i]
@@ -693,7 +760,33 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             line = EMPTY
             if data_lines:
                 line = ((a_pfn << kps) | (addr & kmask)) >> line_shift
-            if reg1:
+            if stamped:
+                h = memo[m + M_WAY]
+                if l1tag[h] == key:
+                    l1time[h] = i
+                    r1 = HIT
+                else:
+                    w = l1_find(key)
+                    r1 = HIT
+                    if w < 0:
+                        if l1_used < l1_w:
+                            w = l1_used
+                            l1_used += 1
+                        else:
+                            w = l1_lru()
+                        r1 = l1tag[w]
+                        l1tag[w] = key
+                    l1time[w] = i
+                    memo[m + M_WAY] = w
+                    win_miss += r1 != HIT  # counted here, off the path of a hit
+                    if i - win_start >= L1_WINDOW:
+                        if win_miss > L1_WINDOW // 4:  # to the row
+                            rows_from_stamps(l1_used)
+                            c0, c1 = rows[0], rows[1]
+                            l1_missed = r1 != HIT
+                            stamped = False
+                        win_start, win_miss = i, 0
+            elif reg1:
                 # A fully associative LRU L1 scanned as one row: its two most recent entries
                 # are kept in c0, c1 (rows[0], rows[1] are stale meanwhile), so a hit on
                 # either changes registers only, not memory the next access reads back.
@@ -714,6 +807,12 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                         r1 = row_access(0, l1_w, key, lru)
                     c0, c1 = rows[0], rows[1]
                     l1_missed = r1 != HIT
+                    win_miss += l1_missed
+                    if adaptive and i - win_start >= L1_WINDOW:
+                        if win_miss < L1_WINDOW // 8:  # back to stamps (the row is up to date here)
+                            l1_used = stamps_from_rows()
+                            stamped = True
+                        win_start, win_miss = i, 0
             elif key == prev_key:
                 # The L1 TLB's most recent entry (prev_key: no L1 operation since): a hit
                 # that changes nothing. If the line is also its L1D set's most recent, the
@@ -755,12 +854,12 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                 if scratch_page != addr >> ks:  # not the walk that just filled the memo
                     translate(addr, scratch)
                     scratch_page = addr >> ks
-                drow = scratch
-            else:
-                drow = desc[i]
+            else:  # scratch, not a view desc[i]: an array variable costs a reference count per access
+                for j in range(nlev):
+                    scratch[j] = desc[i, j]
             last = -1
             for j in range(nlev):
-                if drow[j] >= 0:
+                if scratch[j] >= 0:
                     last = j
             # The walk cache holds table descriptors (all levels above the last one
             # read); probe deepest first, resume the walk below the deepest hit.
@@ -768,13 +867,13 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
             if wc_sets > 0:
                 n_walk_cycles += wc_latency
                 for j in range(last - 1, -1, -1):
-                    d = drow[j] if own_keys else wkey[i, j]  # no array view per walk
-                    if drow[j] >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
+                    d = scratch[j] if own_keys else wkey[i, j]  # no array view per walk
+                    if scratch[j] >= 0 and row_lookup(b_wc + set_index(d >> 3, wc_sets) * wc_w, wc_w, d, lru) < 0:
                         n_wc_hits += 1
                         start = j + 1
                         break
             for j in range(start, last + 1):
-                d = drow[j]
+                d = scratch[j]
                 if d < 0:
                     continue
                 n_walk_refs += 1
@@ -798,7 +897,9 @@ def tlb_run(addrs, raw, present, pfn, base_shift, leaf_shift, desc, wkey, params
                 n_data_l1d_miss += 1
                 if served == SERVED_MEM:
                     n_data_l2d_miss += 1
-    if reg1:
+    if stamped:
+        rows_from_stamps(l1_used)
+    elif reg1:
         rows[0], rows[1] = c0, c1
     out = np.zeros(NR_COUNTERS, dtype=np.int64)
     out[C_L1_MISS] = n_l1_miss

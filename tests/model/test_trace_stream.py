@@ -9,7 +9,7 @@ import pytest
 import workloads
 from kernel_model.simulate import Runner, simulate
 from kernel_model.system import System
-from kernel_model.tlb import TlbConfig, TlbState, simulate_tlb, simulate_tlb_tables
+from kernel_model.tlb import TableMemo, TlbConfig, TlbState, simulate_tlb, simulate_tlb_tables
 from workloads.phases import TraceAccess
 from workloads.trace import convert
 
@@ -114,6 +114,64 @@ def test_walk_on_miss_equals_lookup_on_repeated_lines(cell_config, replacement, 
     want = simulate_tlb(addrs, lk, tcfg, kernel_page_shift=ks)
     got = simulate_tlb_tables(addrs, mm.pgtable.hw_tables(), tcfg, kernel_page_shift=ks)
     assert got == want and want["tlb_not_present"] > 0 and want["walks"] > 0
+
+@pytest.mark.parametrize("l1", [{"entries": 48, "ways": 48}, {"entries": 4, "ways": 4}, {"entries": 16, "ways": 4}])
+def test_one_memo_for_many_calls_leaves_the_hardware_as_lookup_does(cell_config, l1):
+    """Table mode over one TableMemo kept across calls (a small one: pages share its rows)
+    counts what a Lookup of every access counts, and leaves every structure's rows (L1 in
+    recency order, L2, walk cache, L1D, L2D) exactly as that run does, call after call."""
+    runner, cfg = mapped_runner(cell_config, "kernel=4k", "arch=no_contpte")
+    mm = runner.proc.mm
+    (base, length), = runner.regions.values()
+    rng = np.random.default_rng(11)
+    hot = base + (rng.integers(0, 64, 40000) << 12) + (rng.integers(0, 512, 40000) << 3)  # locality
+    cold = base + (rng.integers(0, length + (1 << 20), 8000) & ~7)  # misses, unmapped pages too
+    addrs = np.where(rng.random(40000) < 0.2, np.resize(cold, 40000), hot)
+    tcfg = TlbConfig.from_cfg(dict(cfg["tlb"], l1=dict(l1, latency=1)))
+    ks = runner.system.kgeom.page_shift
+    tables = mm.pgtable.hw_tables()
+    memo = TableMemo(tables, tcfg, 64)
+    s1, s2 = TlbState(tcfg), TlbState(tcfg)
+    for part in np.split(addrs, [3, 10000, 20000, 30000]):  # the first call leaves the L1 part-filled
+        want = simulate_tlb(part, mm.pgtable.lookup(part), tcfg, kernel_page_shift=ks, state=s1)
+        got = simulate_tlb_tables(part, tables, tcfg, kernel_page_shift=ks, state=s2, memo=memo)
+        assert got == want and (part.size == 3 or want["l1_tlb_misses"] > 1000 and want["tlb_not_present"] > 0)
+        np.testing.assert_array_equal(s2.arrays.rows, s1.arrays.rows)
+    with pytest.raises(ValueError, match="another table or TlbConfig"):
+        simulate_tlb_tables(addrs[:10], mm.pgtable.hw_tables(), tcfg, kernel_page_shift=ks, memo=memo)
+    with pytest.raises(ValueError, match="another table or TlbConfig"):
+        simulate_tlb_tables(addrs[:10], tables, TlbConfig.from_cfg(cfg["tlb"]), kernel_page_shift=ks, memo=memo)
+
+
+def test_l1_through_local_and_missing_phases_as_lookup_leaves_it(cell_config):
+    """Table mode keeps a fully associative LRU L1 as stamps while the stream has locality
+    and on its row while it misses (tlb_cache.L1_WINDOW): phases of each, a call cut in
+    the middle of one, give a Lookup's counts and leave every structure's rows as it does."""
+    from kernel_model.tlb_cache import L1_WINDOW
+
+    runner, cfg = mapped_runner(cell_config, "kernel=4k", "arch=no_contpte")
+    mm = runner.proc.mm
+    (base, length), = runner.regions.values()
+    rng = np.random.default_rng(12)
+    n = 5 * L1_WINDOW
+
+    def local():  # 32 pages: hits, past the first two ranks too
+        return base + (rng.integers(0, 32, n) << 12) + (rng.integers(0, 512, n) << 3)
+
+    missing = base + (rng.integers(0, length, n) & ~7)  # 2048 pages: the L1 misses most
+    addrs = np.concatenate([local(), missing, local(), missing[::-1], local()])
+    tcfg = TlbConfig.from_cfg(cfg["tlb"])
+    ks = runner.system.kgeom.page_shift
+    tables = mm.pgtable.hw_tables()
+    memo = TableMemo(tables, tcfg, 4096)
+    s1, s2 = TlbState(tcfg), TlbState(tcfg)
+    for part in np.split(addrs, [n // 2, 3 * n, 4 * n + 7]):
+        want = simulate_tlb(part, mm.pgtable.lookup(part), tcfg, kernel_page_shift=ks, state=s1)
+        got = simulate_tlb_tables(part, tables, tcfg, kernel_page_shift=ks, state=s2, memo=memo)
+        assert got == want
+        np.testing.assert_array_equal(s2.arrays.rows, s1.arrays.rows)
+    assert s1.arrays.l1[0, -1] != -1  # full
+
 
 def test_walk_on_miss_with_native_fallback_pages_and_blocks():
     # A 64K-process native table on a 4K kernel: 2M of 64K folios, one process page turned
