@@ -90,6 +90,13 @@ class FolioTable(dict):
         self._pending = []
         dict.clear(self)
 
+    def __reduce_ex__(self, protocol):
+        """pickle and copy: a new table (made by __init__), then its items, all built."""
+        return FolioTable, (), None, None, iter(self.items())
+
+    def __reduce__(self):
+        return self.__reduce_ex__(2)
+
     # -- everything else sees the whole table, in allocation order ---------------------
     def _whole(name):  # noqa: N805 - a method factory, used in this class body only
         method = getattr(dict, name)
@@ -111,8 +118,6 @@ class FolioTable(dict):
     __or__ = _whole("__or__")
     __ror__ = _whole("__ror__")
     __ior__ = _whole("__ior__")
-    __reduce__ = _whole("__reduce__")
-    __reduce_ex__ = _whole("__reduce_ex__")
     __sizeof__ = _whole("__sizeof__")
     keys = _whole("keys")
     values = _whole("values")

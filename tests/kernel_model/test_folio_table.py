@@ -1,6 +1,9 @@
 """FolioTable (system.folios): folios added as arrays read back as the Folio objects the
 per-fault path would have made, in allocation order, through every dict method."""
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -95,3 +98,13 @@ def test_no_folios_adds_nothing():
     t = FolioTable()
     t.add_mapped(MM, *(np.zeros(0, np.int64),) * 4)
     assert t._pending == [] and dict(t) == {}
+
+
+@pytest.mark.parametrize("clone", [copy.copy, copy.deepcopy, lambda t: pickle.loads(pickle.dumps(t))])
+def test_a_copied_table_holds_every_folio_in_order(clone):
+    t = table_with_pending()
+    t.add_mapped("mm", *arrays((48, 0, 0x30000, 1)))  # a picklable mm
+    c = clone(t)
+    assert type(c) is FolioTable and c._pending == [] and list(c) == [7, 16, 32, 48]
+    assert [(f.pfn, f.order, f.mapcount) for f in c.values()] == [(7, 0, 0), (16, 2, 4), (32, 0, 1), (48, 0, 1)]
+    assert c[48].rmap == [("mm", 0x30000, 0, 1)]
