@@ -328,7 +328,7 @@ class Runner:
         ev = seen.events(addrs, phase.is_write)
         if phase.region is None:
             self._map_trace_pages(seen.pages())
-        bad = self._fault_events(addrs[ev], phase.is_write[ev])
+        bad = self._fault_in(addrs[ev], phase.is_write[ev])
         self._run_tlb([(addrs, phase.is_write)], bad, seen)
 
     def _trace_access(self, phase) -> None:
@@ -363,7 +363,7 @@ class Runner:
             if not ev_addrs or not sum(a.size for a in ev_addrs):
                 return
             self._map_trace_pages(seen.pages(), phase.map_gap)
-            bad = self._fault_events(np.concatenate(ev_addrs), np.concatenate(ev_writes))
+            bad = self._fault_in(np.concatenate(ev_addrs), np.concatenate(ev_writes))
             self._run_tlb(again(), bad, seen)
 
     @property
@@ -403,32 +403,20 @@ class Runner:
                 if vma is not None:
                     a = max(a, vma.end)
 
-    def _fault_events(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
-        """Fault the event accesses (FirstTouch: at most a first touch and a first write per
-        page, in access order) through _fault_in, which takes exactly the faults it would
-        take over the whole stream; returns the sorted pages that raised a signal."""
-        ok = self._fault_in(addrs, is_write)
-        return np.unique(addrs[~ok] >> self._page_shift)
-
     def _fault_in(self, addrs: np.ndarray, is_write: np.ndarray) -> np.ndarray:
         """Take the faults of the event accesses addrs/is_write in order: each process page's
         first touch, and its first write after a read (the write-protect fault on the zero
-        page or a COW page), as FirstTouch finds them. Returns the mask of the events that
-        completed (not on a page that raised a signal)."""
+        page or a COW page), as FirstTouch finds them over the whole stream, so these are
+        exactly the faults the stream takes. Returns the sorted pages that raised a signal."""
         from .fault_batch import fault_in
         from .memory import VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV
 
-        ps = self.page_size
-        pages = addrs // ps
         rets = fault_in(self.proc.mm, addrs, is_write, self.fault_path)
         sigbus = (rets & VM_FAULT_SIGBUS) != 0
         sigsegv = ~sigbus & ((rets & VM_FAULT_SIGSEGV) != 0)
         self.signals["sigbus_accesses"] += int(sigbus.sum())
         self.signals["sigsegv"] += int(sigsegv.sum())
-        bad_pages = (addrs[sigbus | sigsegv] // ps).tolist()
-        if not bad_pages:
-            return np.ones(addrs.size, bool)
-        return ~np.isin(pages, np.array(bad_pages, dtype=np.int64))
+        return np.unique(addrs[sigbus | sigsegv] >> self._page_shift)
 
     def _run_tlb(self, chunks, bad: np.ndarray, seen) -> None:
         """The TLB over the stream (chunks of (addrs, is_write)), skipping the accesses to
